@@ -1,0 +1,1 @@
+//! Shared tensor math used by several methods (written once).

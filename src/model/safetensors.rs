@@ -1,0 +1,1 @@
+//! Validated safetensors headers and mmapped reads.

@@ -1,0 +1,1 @@
+//! Random tiny Qwen2-layout checkpoints for tests and benchmarks.
