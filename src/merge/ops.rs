@@ -16,6 +16,16 @@
 use rayon::prelude::*;
 
 use super::rng::Stream;
+use crate::model::DType;
+
+/// Round an f64 scalar to `dtype` as mergekit's torch scalars in that dtype are; f32
+/// compute keeps the f64 value (lamarck's reductions are more precise than f32 there).
+pub fn round64(dtype: DType, x: f64) -> f64 {
+    match dtype {
+        DType::F32 => x,
+        other => other.round(x as f32) as f64,
+    }
+}
 
 /// Fixed reduction chunk (elements). Part of the numeric definition: do not tune per machine.
 pub const CHUNK: usize = 1 << 16;
@@ -168,6 +178,7 @@ fn apply_mask(
     keep: impl Fn(usize) -> bool + Sync,
     rescale: Rescale,
     keep_probability: impl Fn(usize) -> f64 + Sync,
+    dtype: DType,
 ) {
     let before = if rescale == Rescale::L1 {
         l1_norm(delta)
@@ -183,15 +194,19 @@ fn apply_mask(
                 if !keep(i) {
                     *v = 0.0;
                 } else if rescale == Rescale::InverseProbability {
-                    *v = (*v as f64 / keep_probability(i)) as f32;
+                    *v = dtype.round((*v as f64 / keep_probability(i)) as f32);
                 }
             }
         });
     if rescale == Rescale::L1 {
         let after = l1_norm(delta);
+        // Under a 16-bit compute dtype mergekit's norms, ratio and product are rounded to it.
+        let (before, after) = (round64(dtype, before), round64(dtype, after));
         if before >= 1e-7 && after >= 1e-7 {
-            let factor = (before / after) as f32;
-            delta.par_iter_mut().for_each(|v| *v *= factor);
+            let factor = round64(dtype, before / after) as f32;
+            delta
+                .par_iter_mut()
+                .for_each(|v| *v = dtype.round(*v * factor));
         }
     }
 }
@@ -205,6 +220,8 @@ pub struct SparsifyArgs {
     /// DELLA's probability half-range.
     pub epsilon: f64,
     pub rescale: Rescale,
+    /// The compute dtype: rescale factors and rescaled values are rounded to it, as in mergekit.
+    pub dtype: DType,
     /// Row length for DELLA (the last dimension; the whole tensor for 1-D).
     pub row_len: usize,
 }
@@ -225,22 +242,28 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
         Sparsifier::Magnitude => {
             let k = floor_count(density, n).max(1);
             let keep = top_k_mask(delta, k);
-            apply_mask(delta, |i| keep[i], args.rescale, |_| density);
+            apply_mask(delta, |i| keep[i], args.rescale, |_| density, args.dtype);
         }
         Sparsifier::MagnitudeOutliers => {
             let target = floor_count(density, n);
             let n_top = floor_count(args.gamma, n);
             let n_bot = n.saturating_sub(target + n_top);
             let keep = ascending_window_mask(delta, n_bot, n_bot + target);
-            apply_mask(delta, |i| keep[i], args.rescale, |_| density);
+            apply_mask(delta, |i| keep[i], args.rescale, |_| density, args.dtype);
         }
+        // DELLA with ε = 0 is DARE: the same draws, so the same mask for the same seed.
         Sparsifier::Random => {
             apply_mask(
                 delta,
                 |i| stream.bernoulli(i as u64, density),
                 args.rescale,
                 |_| density,
+                args.dtype,
             );
+        }
+        // DELLA with ε = 0 is DARE: the same draws, so the same mask for the same seed.
+        Sparsifier::DellaMagprune if args.epsilon == 0.0 => {
+            sparsify(delta, Sparsifier::Random, args, stream);
         }
         Sparsifier::DellaMagprune => {
             let probs = della_keep_probabilities(delta, density, args.epsilon, args.row_len);
@@ -249,6 +272,7 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
                 |i| stream.bernoulli(i as u64, probs[i] as f64),
                 args.rescale,
                 |i| probs[i] as f64,
+                args.dtype,
             );
         }
     }
@@ -318,6 +342,7 @@ mod tests {
             gamma: 0.0,
             epsilon: 0.0,
             rescale,
+            dtype: DType::F32,
             row_len: 1,
         }
     }

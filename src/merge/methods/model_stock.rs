@@ -13,9 +13,10 @@
 //! | `filter_wise` | global | false | bool |
 //!
 //! Matches mergekit 0.1.5 `merge_methods/model_stock.py` (including its singular-denominator
-//! guard). Difference: mergekit computes in the input dtype (bf16 cosines and t under
-//! `dtype: bfloat16`); lamarck computes dot products and t in f64, the blend in f32. Same in
-//! both compat profiles.
+//! guard). Under f32, lamarck computes dot products and t in f64 (mergekit: f32); under a
+//! 16-bit compute dtype it rounds the task vectors, products, norms, cosines, t and the
+//! blend where mergekit's torch ops do, since t's bf16 precision alone moved 15% of
+//! elements beyond 2 bf16 ulps. Same in both compat profiles.
 //!
 //! ```
 //! use lamarck::merge::methods::{merge_vectors, Params};
@@ -30,7 +31,8 @@
 use rayon::prelude::*;
 
 use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
-use crate::merge::ops::CHUNK;
+use crate::merge::ops::{self, round64, CHUNK};
+use crate::model::DType;
 
 pub const SPEC: MethodSpec = MethodSpec {
     name: "model_stock",
@@ -43,43 +45,47 @@ pub const SPEC: MethodSpec = MethodSpec {
     kernel: Kernel::ModelStock,
 };
 
-/// Σ (aᵢ−bᵢ)(cᵢ−bᵢ) in f64 over fixed chunks (deterministic for any thread count).
-fn delta_dot(a: &[f32], c: &[f32], b: &[f32]) -> f64 {
+/// Σ r(aᵢ·cᵢ) in f64 over fixed chunks (deterministic for any thread count); `r` rounds
+/// each product to the compute dtype as mergekit's elementwise product does.
+fn dot(a: &[f32], c: &[f32], dtype: DType) -> f64 {
     let parts: Vec<f64> = a
         .par_chunks(CHUNK)
-        .zip(c.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .map(|(a, (c, b))| {
+        .zip(c.par_chunks(CHUNK))
+        .map(|(a, c)| {
             a.iter()
                 .zip(c)
-                .zip(b)
-                .map(|((&a, &c), &b)| (a as f64 - b as f64) * (c as f64 - b as f64))
+                .map(|(&a, &c)| match dtype {
+                    DType::F32 => a as f64 * c as f64,
+                    _ => dtype.round(a * c) as f64,
+                })
                 .sum::<f64>()
         })
         .collect();
     parts.iter().sum()
 }
 
-/// The interpolation ratio t for one vector (a slice range of every input).
-fn ratio(base: &[f32], models: &[&[f32]]) -> f64 {
-    let k = models.len();
-    let norms: Vec<f64> = models
+/// The interpolation ratio t for one vector from the task vectors' slices. Scalars are
+/// rounded to the compute dtype where mergekit's torch scalars are (no-op for f32).
+fn ratio(deltas: &[&[f32]], dtype: DType) -> f64 {
+    let r = |x: f64| round64(dtype, x);
+    let k = deltas.len();
+    let norms: Vec<f64> = deltas
         .iter()
-        .map(|m| delta_dot(m, m, base).sqrt())
+        .map(|d| r(ops::sum_f64(d, |x| x as f64 * x as f64).sqrt()))
         .collect();
-    let (mut sum, mut pairs) = (0f64, 0usize);
+    let mut cosines = Vec::new();
     for i in 0..k {
         for j in i + 1..k {
-            let dot = delta_dot(models[i], models[j], base);
-            sum += (dot / (norms[i] * norms[j]).max(1e-6)).clamp(-1.0, 1.0);
-            pairs += 1;
+            let product = r(norms[i] * norms[j]).max(1e-6);
+            cosines.push(r(r(dot(deltas[i], deltas[j], dtype)) / product).clamp(-1.0, 1.0));
         }
     }
-    let cos = sum / pairs as f64;
-    let denominator = 1.0 + (k as f64 - 1.0) * cos;
+    let cos = r(cosines.iter().sum::<f64>() / cosines.len() as f64);
+    let denominator = r(1.0 + r((k as f64 - 1.0) * cos));
     if denominator.abs() < 1e-6 {
         0.0
     } else {
-        k as f64 * cos / denominator
+        r(r(k as f64 * cos) / denominator)
     }
 }
 
@@ -89,28 +95,37 @@ pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
         method: SPEC.name,
         message: format!("tensor {}: needs a base_model tensor", job.name),
     })?;
+    let dtype = job.compute_dtype;
     let n = base.len();
     let row = if filter_wise {
         job.row_len().max(1)
     } else {
         n.max(1)
     };
-    let k = job.models.len() as f32;
+    let deltas: Vec<Vec<f32>> = job
+        .models
+        .iter()
+        .map(|m| super::delta(m.data, base, dtype))
+        .collect();
     let ratios: Vec<f32> = (0..n.div_ceil(row))
         .map(|r| {
             let range = r * row..((r + 1) * row).min(n);
-            let ms: Vec<&[f32]> = job.models.iter().map(|m| &m.data[range.clone()]).collect();
-            ratio(&base[range], &ms) as f32
+            let ds: Vec<&[f32]> = deltas.iter().map(|d| &d[range.clone()]).collect();
+            ratio(&ds, dtype) as f32
         })
         .collect();
+    let k = job.models.len() as f32;
+    let rd = |x: f32| dtype.round(x);
     let mut out = vec![0f32; n];
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
         let start = c * CHUNK;
         for (j, o) in o.iter_mut().enumerate() {
             let idx = start + j;
             let t = ratios[idx / row];
-            let mean = job.models.iter().map(|m| m.data[idx]).sum::<f32>() / k;
-            *o = t * mean + (1.0 - t) * base[idx];
+            // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
+            let sum = job.models.iter().fold(0f32, |acc, m| rd(acc + m.data[idx]));
+            let mean = rd(sum / k);
+            *o = rd(t * mean) + rd(rd(1.0 - t) * base[idx]);
         }
     });
     Ok(out)

@@ -39,9 +39,11 @@
 //!
 //! Matches mergekit 0.1.5 `merge_methods/generalized_task_arithmetic.py` and `sparsify.py`
 //! (golden tests in `tests/kernels_golden.rs`). Deliberate differences:
-//! * arithmetic after the task vectors runs in f32 and is rounded once by the caller, where
-//!   mergekit rounds every bf16 operation; the weights are still rounded to the compute
-//!   dtype (0.3 → 0.30078125 under bf16) as mergekit does;
+//! * under a 16-bit compute dtype, intermediate values are rounded to it at the points where
+//!   mergekit's torch ops round (task vectors, weights — 0.3 → 0.30078125 under bf16 —,
+//!   weighted deltas, sums, normalisation, λ, rescale factors); without that, 1–15% of
+//!   bf16 elements landed more than 2 ulps from mergekit (cancellation in `B + mixed`).
+//!   Under f32 this is a no-op and reductions run in f64;
 //! * magnitude ties are broken by lower flat index first (torch's stable CPU sort order);
 //! * DARE/DELLA masks come from lamarck's counter-based RNG ([`crate::merge::rng`]), so they
 //!   agree with mergekit statistically, not bit-for-bit; the keep probability is the f64
@@ -378,6 +380,7 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
                 gamma,
                 epsilon,
                 rescale,
+                dtype,
                 row_len: job.row_len(),
             };
             ops::sparsify(&mut d, sparsifier, args, job.rng.stream(i));
@@ -387,7 +390,10 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
         weights.push(dtype.round(w as f32));
     }
 
-    let weight_sum: f32 = weights.iter().sum();
+    // Rounding points follow mergekit's torch ops in the compute dtype (a no-op for f32):
+    // W = r(w·δ); sums accumulate in f32 and round once; then r(/divisor), r(·λ), r(B + ·).
+    let r = |x: f32| dtype.round(x);
+    let weight_sum = r(weights.iter().sum());
     let linear_divisor = if weight_sum.abs() < 1e-8 {
         1.0
     } else {
@@ -400,26 +406,35 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
         for (j, o) in o.iter_mut().enumerate() {
             let idx = start + j;
             let (mut mixed, divisor) = if v.consensus {
-                let total: f32 = deltas.iter().zip(&weights).map(|(d, w)| w * d[idx]).sum();
+                let total: f32 = r(deltas
+                    .iter()
+                    .zip(&weights)
+                    .map(|(d, w)| r(w * d[idx]))
+                    .sum());
                 let positive = total >= 0.0;
                 let (mut mixed, mut divisor) = (0f32, 0f32);
                 for (d, &w) in deltas.iter().zip(&weights) {
-                    let wd = w * d[idx];
+                    let wd = r(w * d[idx]);
                     if ops::agrees_with_majority(wd, positive) {
                         mixed += wd;
                         divisor += w;
                     }
                 }
-                (mixed, if divisor == 0.0 { 1.0 } else { divisor })
+                let divisor = r(divisor);
+                (r(mixed), if divisor == 0.0 { 1.0 } else { divisor })
             } else {
-                let mixed: f32 = deltas.iter().zip(&weights).map(|(d, w)| w * d[idx]).sum();
-                (mixed, linear_divisor)
+                let mixed: f32 = deltas
+                    .iter()
+                    .zip(&weights)
+                    .map(|(d, w)| r(w * d[idx]))
+                    .sum();
+                (r(mixed), linear_divisor)
             };
             if normalize {
-                mixed /= divisor;
+                mixed = r(mixed / divisor);
             }
             if lambda != 1.0 {
-                mixed *= lambda32;
+                mixed = r(mixed * lambda32);
             }
             *o = base[idx] + mixed;
         }
