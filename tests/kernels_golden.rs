@@ -528,3 +528,19 @@ fn dare_2024_rescales_kept_values_by_one_over_density() {
         out.len() as f64,
     );
 }
+
+#[test]
+fn torch_sort_order_is_replayed_exactly() {
+    let g = load();
+    for i in 0..4 {
+        let values = &g.tensors[&format!("sort/{i}.values")];
+        for (dir, descending) in [("desc", true), ("asc", false)] {
+            let want: Vec<u32> = g.tensors[&format!("sort/{i}.{dir}")]
+                .iter()
+                .map(|&x| x as u32)
+                .collect();
+            let ours = lamarck::merge::ops::torch_sort::sort_indices(values, descending);
+            assert_eq!(ours, want, "vector {i} ({} elements) {dir}", values.len());
+        }
+    }
+}
