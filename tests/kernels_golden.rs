@@ -544,3 +544,66 @@ fn torch_sort_order_is_replayed_exactly() {
         }
     }
 }
+
+/// Throughput on a 2048×2048 tensor with three bf16 models (run with `--ignored
+/// --nocapture`; numbers depend on the machine and profile).
+#[test]
+#[ignore]
+fn throughput_report() {
+    let (rows, cols) = (2048, 2048);
+    let n = rows * cols;
+    let r = |i: usize, s: usize| DType::BF16.round((((i * s) % 1009) as f32 - 504.0) * 1e-4);
+    let base: Vec<f32> = (0..n).map(|i| r(i, 7)).collect();
+    let models: Vec<Vec<f32>> = (1..=3)
+        .map(|m| {
+            (0..n)
+                .map(|i| DType::BF16.round(base[i] + r(i, 13 + m) * 0.1))
+                .collect()
+        })
+        .collect();
+    let pm: Params = [("weight", 0.5), ("density", 0.4), ("epsilon", 0.1)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    let global: Params = [("t".to_string(), 0.3)].into();
+    let shape = [rows, cols];
+    for method in [
+        "linear",
+        "slerp",
+        "task_arithmetic",
+        "ties",
+        "breadcrumbs",
+        "dare_ties",
+        "della",
+        "model_stock",
+    ] {
+        let k = match method {
+            "slerp" => 1,
+            _ => 3,
+        };
+        let job = TensorJob {
+            name: "w",
+            shape: &shape,
+            base: (method != "linear").then_some(base.as_slice()),
+            models: models[..k]
+                .iter()
+                .map(|d| ModelTensor {
+                    data: d,
+                    params: &pm,
+                })
+                .collect(),
+            params: &global,
+            compute_dtype: DType::BF16,
+            rng: RngKey::new(1, "s", "w"),
+            compat: Compat::Mergekit,
+        };
+        let start = std::time::Instant::now();
+        merge_tensor(lookup(method).unwrap(), &job).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{method:16} {:7.1} ms  {:6.1} M elements/s",
+            secs * 1e3,
+            n as f64 / secs / 1e6
+        );
+    }
+}

@@ -369,32 +369,42 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
         (true, _, _) => Rescale::L1,
     };
 
-    let mut deltas = Vec::with_capacity(job.models.len());
-    let mut weights = Vec::with_capacity(job.models.len());
-    for (i, model) in job.models.iter().enumerate() {
-        let mut d = super::delta(model.data, base, dtype);
-        if let Some(sparsifier) = v.sparsifier {
-            let density = job.per_model(name, i, "density", Some(1.0))?;
-            let gamma = job.per_model(name, i, "gamma", Some(0.01))?;
-            let epsilon = job.per_model(name, i, "epsilon", Some(0.15))?;
-            if sparsifier == DellaMagprune {
-                check_della(density, epsilon)
-                    .map_err(|m| invalid(format!("tensor {}: model #{}: {m}", job.name, i + 1)))?;
-            }
-            let args = SparsifyArgs {
-                density,
-                gamma,
-                epsilon,
-                rescale,
-                dtype,
-                row_len: job.row_len(),
-            };
-            ops::sparsify(&mut d, sparsifier, args, job.rng.stream(i));
+    // Parameters first (cheap, fail fast), then the task vectors of all models in parallel:
+    // each model's mask depends only on its own stream, so this is thread-count independent.
+    let mut settings = Vec::with_capacity(job.models.len());
+    for i in 0..job.models.len() {
+        let density = job.per_model(name, i, "density", Some(1.0))?;
+        let gamma = job.per_model(name, i, "gamma", Some(0.01))?;
+        let epsilon = job.per_model(name, i, "epsilon", Some(0.15))?;
+        if v.sparsifier == Some(DellaMagprune) {
+            check_della(density, epsilon)
+                .map_err(|m| invalid(format!("tensor {}: model #{}: {m}", job.name, i + 1)))?;
         }
-        deltas.push(d);
-        let w = job.per_model(name, i, "weight", None)?;
-        weights.push(dtype.round(w as f32));
+        let weight = dtype.round(job.per_model(name, i, "weight", None)? as f32);
+        let args = SparsifyArgs {
+            density,
+            gamma,
+            epsilon,
+            rescale,
+            dtype,
+            row_len: job.row_len(),
+        };
+        settings.push((weight, args));
     }
+    let weights: Vec<f32> = settings.iter().map(|(w, _)| *w).collect();
+    let deltas: Vec<Vec<f32>> = job
+        .models
+        .par_iter()
+        .zip(&settings)
+        .enumerate()
+        .map(|(i, (model, (_, args)))| {
+            let mut d = super::delta(model.data, base, dtype);
+            if let Some(sparsifier) = v.sparsifier {
+                ops::sparsify(&mut d, sparsifier, *args, job.rng.stream(i));
+            }
+            d
+        })
+        .collect();
 
     // Rounding points follow mergekit's torch ops in the compute dtype (a no-op for f32):
     // W = r(w·δ); sums accumulate in f32 and round once; then r(/divisor), r(·λ), r(B + ·).
