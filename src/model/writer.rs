@@ -63,6 +63,17 @@ pub struct ModelWriter {
     finished: bool,
 }
 
+impl std::fmt::Debug for ModelWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelWriter")
+            .field("out", &self.out)
+            .field("temp", &self.temp)
+            .field("shards", &self.shards.len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
 impl ModelWriter {
     /// Refuses an existing `out` unless `force`; creates a temporary folder beside it.
     pub fn create(out: &Path, opts: WriteOptions) -> Result<ModelWriter> {
