@@ -347,20 +347,39 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Convert f32 values to `dtype` little-endian bytes (round to nearest even).
+///
+/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds).
 pub fn f32_to_bytes(data: &[f32], dtype: DType) -> Vec<u8> {
     use half::slice::HalfFloatSliceExt;
+    if cfg!(target_endian = "big") {
+        return f32_to_bytes_portable(data, dtype);
+    }
     match dtype {
-        DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F32 => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
         DType::BF16 => {
             let mut halves = vec![half::bf16::ZERO; data.len()];
             halves.as_mut_slice().convert_from_f32_slice(data);
-            halves.iter().flat_map(|h| h.to_le_bytes()).collect()
+            bytemuck::cast_slice::<half::bf16, u8>(&halves).to_vec()
         }
         DType::F16 => {
             let mut halves = vec![half::f16::ZERO; data.len()];
             halves.as_mut_slice().convert_from_f32_slice(data);
-            halves.iter().flat_map(|h| h.to_le_bytes()).collect()
+            bytemuck::cast_slice::<half::f16, u8>(&halves).to_vec()
         }
+    }
+}
+
+fn f32_to_bytes_portable(data: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::BF16 => data
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        DType::F16 => data
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
     }
 }
 
