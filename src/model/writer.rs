@@ -95,7 +95,13 @@ impl ModelWriter {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let temp = parent.join(format!(".{file_name}.lamarck-tmp-{}", std::process::id()));
+        // pid + a per-process counter: unique even for several writers in one process.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = parent.join(format!(
+            ".{file_name}.lamarck-tmp-{}-{n}",
+            std::process::id()
+        ));
         if temp.exists() {
             std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
         }
@@ -252,7 +258,12 @@ impl ModelWriter {
             sync_dir(parent)?;
         }
         if let Some(old) = old {
-            if let Err(e) = std::fs::remove_dir_all(&old) {
+            let removed = if old.is_dir() {
+                std::fs::remove_dir_all(&old)
+            } else {
+                std::fs::remove_file(&old)
+            };
+            if let Err(e) = removed {
                 tracing::warn!(
                     "could not remove the replaced folder {}: {e}",
                     old.display()
