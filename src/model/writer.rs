@@ -420,8 +420,10 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .parse()
         .map_err(|_| format!("size `{text}` is not a number with an optional K/M/G suffix"))?;
     let bytes = (value * factor).round();
-    if !(bytes >= 1.0 && bytes < 1.8e19) {
-        return Err(format!("size `{text}` must be at least 1 byte"));
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!(
+            "size `{text}` must be between 1 byte and 1.8e19 bytes"
+        ));
     }
     Ok(bytes as u64)
 }
