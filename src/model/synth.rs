@@ -122,13 +122,13 @@ impl SynthShape {
         if all.contains(&0) {
             return Err("every dimension must be at least 1".into());
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
                 "hidden {} is not divisible by heads {}",
                 self.hidden, self.heads
             ));
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "heads {} is not divisible by kv heads {}",
                 self.heads, self.kv_heads
