@@ -160,3 +160,31 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{v:.2} {}", UNITS[u])
     }
 }
+
+impl InputModel {
+    /// The headers a planned stage's output will have, so later stages can be planned
+    /// (and `--dry-run` can print them) before the stage has run.
+    pub fn from_plan(reference: &str, plan: &Plan, donor: &HfConfig) -> InputModel {
+        let mut config = donor.clone();
+        if let Some(n) = plan.num_hidden_layers {
+            config.raw.insert("num_hidden_layers".into(), n.into());
+        }
+        let tensors = plan
+            .tensors
+            .iter()
+            .map(|t| {
+                let info = TensorInfo {
+                    name: t.name.clone(),
+                    dtype: t.out_dtype,
+                    shape: t.shape.clone(),
+                };
+                (t.name.clone(), info)
+            })
+            .collect();
+        InputModel {
+            reference: reference.to_string(),
+            config,
+            tensors,
+        }
+    }
+}
