@@ -1,0 +1,96 @@
+//! The Lamarck-14B-v0.3 recipe, unedited (issue 3 item 4): dry-run on 14B-shaped
+//! header-only stand-ins, and a real run on 48-layer tiny stand-ins checked for what the
+//! recipe means.
+mod merge_support;
+
+use std::path::{Path, PathBuf};
+
+use merge_support::{lamarck, max_bf16_ulps, read_tensors, write_header_only, write_model, write_model_map, Shape};
+
+/// Every Hugging Face id the recipe names.
+const IDS: &[&str] = &[
+    "Qwen/Qwen2.5-14B",
+    "arcee-ai/Virtuoso-Small",
+    "CultriX/SeQwence-14B-EvolMerge",
+    "sometimesanotion/lamarck-14b-reason-model_stock",
+    "CultriX/Qwen2.5-14B-Wernicke",
+    "sthenno-com/miscii-14b-1028",
+    "sometimesanotion/lamarck-14b-prose-model_stock",
+    "underwoods/medius-erebus-magnum-14b",
+    "Qwen/Qwen2.5-14B-Instruct",
+];
+
+fn recipe() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("searches/lamarck-v0.3/recipe.yaml")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn dry_run_on_14b_shaped_headers_prints_the_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    for id in IDS {
+        let dir = tmp.path().join(id.replace('/', "--"));
+        write_header_only(&dir, Shape::qwen14b());
+        entries.push((*id, dir));
+    }
+    let map = tmp.path().join("map.yaml");
+    write_model_map(&map, &entries);
+    let out = tmp.path().join("final");
+    let (ok, stdout, err) = lamarck(&["merge", s(&recipe()), "--out", s(&out), "--model-map", s(&map), "--dry-run"]);
+    assert!(ok, "{err}");
+    for needle in [
+        "5 stage(s)",
+        "stage 1 of 5: `lamarck-14b-reason-della` (della)",
+        "stage 4 of 5: `lamarck-14b-converge` (slerp)",
+        "merges/lamarck-14b-converge-della -> output of stage `lamarck-14b-converge-della`",
+        "stage 5 of 5: `lamarck-14b-finalize` (ties)",
+        "output tensors: 579 (48 layers)",
+        // 14.77 B parameters in bf16; the finalize stage reads two of them (base + converge).
+        "write: 27.51 GiB",
+    ] {
+        assert!(stdout.contains(needle), "plan lacks {needle:?}:\n{stdout}");
+    }
+    assert!(!out.exists() && !tmp.path().join("final.stages").exists(), "a dry run wrote something");
+}
+
+#[test]
+fn runs_verbatim_on_tiny_48_layer_stand_ins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    for (i, id) in IDS.iter().enumerate() {
+        let dir = tmp.path().join(id.replace('/', "--"));
+        // One shared "pretrained" model; every other model is a fine-tune of it.
+        let delta = if i == 0 { None } else { Some(100 + i as u64) };
+        write_model(&dir, Shape::tiny(48), 7, delta, 0.02);
+        entries.push((*id, dir));
+    }
+    let map = tmp.path().join("map.yaml");
+    write_model_map(&map, &entries);
+    let out = tmp.path().join("final");
+    let (ok, _, err) = lamarck(&["merge", s(&recipe()), "--out", s(&out), "--model-map", s(&map), "--compat", "mergekit-2024"]);
+    assert!(ok, "{err}");
+    let fin = read_tensors(&out);
+    let virtuoso = read_tensors(&entries[1].1);
+    let converge = read_tensors(&tmp.path().join("final.stages/lamarck-14b-converge"));
+    assert_eq!(fin.len(), 1 + 48 * 12 + 2);
+    for (name, (shape, data)) in &fin {
+        // The final TIES (one model, density 1, weight 1) returns its input.
+        assert_eq!(shape, &converge[name].0);
+        assert!(max_bf16_ulps(data, &converge[name].1) <= 1.0, "{name}: finalize differs from its input");
+        let layer: Option<usize> = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
+        let ulps = max_bf16_ulps(data, &virtuoso[name].1);
+        match layer {
+            // t = 0 on layers 0–1 (and the embeddings): Virtuoso exactly.
+            Some(0 | 1) => assert!(ulps <= 1.0, "{name}: {ulps} ulps from Virtuoso"),
+            Some(_) if !name.contains("layernorm") => assert!(ulps > 4.0, "{name} equals Virtuoso"),
+            _ => {}
+        }
+    }
+    assert!(max_bf16_ulps(&fin["model.embed_tokens.weight"].1, &virtuoso["model.embed_tokens.weight"].1) <= 1.0);
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.contains("mergekit-2024") && card.contains("- Qwen/Qwen2.5-14B\n"), "{card}");
+}
