@@ -373,8 +373,11 @@ pub fn model_card(files: &FolderFiles, out: &Path) -> String {
         plan.seed,
         plan.compat.name()
     ));
-    for m in &plan.models {
-        s.push_str(&format!("- `{m}`\n"));
+    let mut used: Vec<usize> = plan.tensors.iter().flat_map(|t| t.inputs().map(|i| i.model)).collect();
+    used.sort_unstable();
+    used.dedup();
+    for m in used {
+        s.push_str(&format!("- `{}`\n", plan.models[m]));
     }
     s.push_str("\n### Recipe\n\n```yaml\n");
     s.push_str(files.recipe_text.trim_end());

@@ -317,7 +317,8 @@ fn tensor(
     let mut models = Vec::new();
     let mut base = None;
     for (i, (src, input)) in slice.sources.iter().zip(found).enumerate() {
-        let is_base = slice.base == Some(src.model);
+        // a base that is an ordinary input (linear) needs its parameters like any model
+        let is_base = separate_base && slice.base == Some(src.model);
         if Some(i) == base_pos {
             base = Some(input);
             continue;
