@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::error::{closest, Error, Result};
-use super::raw::{parse_stage, Ctx, Stage};
+use super::raw::{parse_stage, Ctx};
+use super::types::Stage;
 use crate::merge::Compat;
 
 /// A parsed recipe file: its stages in file order.
