@@ -92,6 +92,18 @@ impl Sink for MemorySink {
     }
 }
 
+/// A stage kept in memory can feed the next stage.
+impl TensorSource for MemorySink {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
+        self.tensors.get(name).map(|(_, _, data)| data.clone()).ok_or_else(|| {
+            crate::model::Error::Invalid {
+                path: PathBuf::from("<memory>"),
+                message: format!("no tensor named `{name}`"),
+            }
+        })
+    }
+}
+
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
