@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 pub mod eval;
 pub mod merge;
+pub mod synth;
 pub mod zoo;
 
 #[derive(Parser, Debug)]
@@ -27,6 +28,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Build or inspect the shipped zoo of tiny trained models.
     Zoo(zoo::ZooArgs),
+    /// Write random Qwen2-layout checkpoints (base + fine-tune-like variants) from a seed.
+    Synth(synth::SynthArgs),
 }
 
 pub fn parse() -> Cli {
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::Synth(args) => synth::run(args),
     }
 }
 
