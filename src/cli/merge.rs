@@ -11,6 +11,7 @@ use clap::Args;
 
 use crate::merge::run::{write_folder, FolderFiles, RunOptions};
 use crate::merge::Compat;
+use crate::model::writer::parse_size;
 use crate::model::{resolve_model, Architecture, ModelDir, ModelMap, WriteOptions};
 use crate::plan::{self, human_bytes, InputModel, Plan};
 use crate::recipe::Recipe;
@@ -120,7 +121,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("stage `{name}`: model `{reference}`"))?;
             if !opened.contains_key(&path) {
                 let dir = if args.dry_run {
-                    open_headers(&path)
+                    ModelDir::open_headers(&path)
                 } else {
                     ModelDir::open(&path)
                 }
@@ -344,33 +345,4 @@ fn print_dry_run(recipe: &Recipe, planned: &[Planned], threads: usize, shard_siz
             human_bytes(shard_size)
         );
     }
-}
-
-/// `--shard-size`: bytes with an optional K/M/G suffix (decimal, as mergekit).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim().to_ascii_uppercase();
-    let t = t
-        .strip_suffix('B')
-        .filter(|s| s.ends_with(['K', 'M', 'G']))
-        .unwrap_or(&t);
-    let (num, factor) = match t.chars().last() {
-        Some('K') => (&t[..t.len() - 1], 1e3),
-        Some('M') => (&t[..t.len() - 1], 1e6),
-        Some('G') => (&t[..t.len() - 1], 1e9),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a size like 5G, 500M or 1000000, got `{text}`"))?;
-    if !(v > 0.0 && v.is_finite()) {
-        return Err("the shard size must be positive".into());
-    }
-    Ok((v * factor) as u64)
-}
-
-/// Header-only open for `--dry-run`.
-// TODO(pipeline): switch to `ModelDir::open_headers` once the model branch lands in main.
-fn open_headers(path: &Path) -> crate::model::Result<ModelDir> {
-    ModelDir::open(path)
 }

@@ -95,12 +95,13 @@ impl Sink for MemorySink {
 /// A stage kept in memory can feed the next stage.
 impl TensorSource for MemorySink {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
-        self.tensors.get(name).map(|(_, _, data)| data.clone()).ok_or_else(|| {
-            crate::model::Error::Invalid {
+        self.tensors
+            .get(name)
+            .map(|(_, _, data)| data.clone())
+            .ok_or_else(|| crate::model::Error::Invalid {
                 path: PathBuf::from("<memory>"),
                 message: format!("no tensor named `{name}`"),
-            }
-        })
+            })
     }
 }
 
@@ -277,20 +278,6 @@ pub struct FolderFiles<'a> {
     pub hub_ids: Vec<String>,
 }
 
-/// Tokenizer and generation files copied from the tokenizer donor (mergekit's list).
-const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.json",
-    "tokenizer.model",
-    "added_tokens.json",
-    "merges.txt",
-    "vocab.json",
-    "chat_template.jinja",
-    "generation_config.json",
-    "chat_template.json",
-];
-
 /// Merge `plan` into the folder `out` (refused if it exists unless `opts.force`). Inputs
 /// must already be open (validated); the folder appears only when complete.
 pub fn write_folder(
@@ -312,35 +299,20 @@ pub fn write_folder(
     let io = |path: PathBuf| move |source| Error::Io { path, source };
     let plan = files.plan;
 
-    let mut config = files.models[plan.config_donor].config.raw.clone();
+    let mut config = files.models[plan.config_donor].config.clone();
     if let Some(n) = plan.num_hidden_layers {
-        config.insert("num_hidden_layers".into(), n.into());
+        config.set_num_hidden_layers(n);
     }
     if let Some(dtype) = plan.config_dtype {
-        let keys: Vec<&str> = ["torch_dtype", "dtype"]
-            .into_iter()
-            .filter(|k| config.contains_key(*k))
-            .collect();
-        for k in if keys.is_empty() {
-            vec!["torch_dtype"]
-        } else {
-            keys
-        } {
-            config.insert(k.into(), dtype.hf_name().into());
-        }
+        config.set_dtype(dtype);
     }
-    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Invalid {
-        tensor: String::new(),
-        message: e.to_string(),
-    })?;
-    std::fs::write(dir.join("config.json"), text + "\n").map_err(io(dir.join("config.json")))?;
+    config.write(&dir.join("config.json"))?;
 
-    let donor = &files.models[plan.tokenizer_donor].path;
-    for name in TOKENIZER_FILES {
-        let from = donor.join(name);
-        if from.is_file() {
-            std::fs::copy(&from, dir.join(name)).map_err(io(from.clone()))?;
-        }
+    // tokenizer, chat template and generation config travel from the tokenizer donor
+    let donor = files.models[plan.tokenizer_donor];
+    for name in donor.tag_along_files() {
+        let from = donor.path.join(name);
+        std::fs::copy(&from, dir.join(name)).map_err(io(from.clone()))?;
     }
     std::fs::write(dir.join("mergekit_config.yml"), files.recipe_text)
         .map_err(io(dir.join("mergekit_config.yml")))?;
@@ -385,7 +357,11 @@ pub fn model_card(files: &FolderFiles, out: &Path) -> String {
         plan.seed,
         plan.compat.name()
     ));
-    let mut used: Vec<usize> = plan.tensors.iter().flat_map(|t| t.inputs().map(|i| i.model)).collect();
+    let mut used: Vec<usize> = plan
+        .tensors
+        .iter()
+        .flat_map(|t| t.inputs().map(|i| i.model))
+        .collect();
     used.sort_unstable();
     used.dedup();
     for m in used {
