@@ -75,6 +75,8 @@ mod tests {
             default,
             required,
             doc: "",
+            boolean: false,
+            range: (0.0, 1.0),
         }
     }
     fn set(pairs: &[(&str, ParamValue)]) -> ParamSet {
