@@ -73,11 +73,13 @@ impl Recipe {
             if !has_content(&body) {
                 continue; // empty document, e.g. after a trailing `---`
             }
+            // Pad with blank lines so the parser's line numbers are the file's.
+            let padded = "\n".repeat(first_line - 1) + &body;
             let value: serde_yaml_ng::Value =
-                serde_yaml_ng::from_str(&body).map_err(|e| Error::Yaml {
+                serde_yaml_ng::from_str(&padded).map_err(|e| Error::Yaml {
                     file: file.to_path_buf(),
                     document,
-                    line: first_line + e.location().map_or(0, |l| l.line().saturating_sub(1)),
+                    line: e.location().map_or(first_line, |l| l.line()),
                     message: e.to_string(),
                 })?;
             if value.is_null() {
