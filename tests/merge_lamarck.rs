@@ -75,23 +75,43 @@ fn runs_verbatim_on_tiny_48_layer_stand_ins() {
     assert!(ok, "{err}");
     let fin = read_tensors(&out);
     let virtuoso = read_tensors(&entries[1].1);
+    let qwen = read_tensors(&entries[0].1);
     let converge = read_tensors(&tmp.path().join("final.stages/lamarck-14b-converge"));
     assert_eq!(fin.len(), 1 + 48 * 12 + 2);
     for (name, (shape, data)) in &fin {
         // The final TIES (one model, density 1, weight 1) returns its input.
         assert_eq!(shape, &converge[name].0);
-        assert!(max_bf16_ulps(data, &converge[name].1) <= 1.0, "{name}: finalize differs from its input");
+        // Under `dtype: bfloat16` the task vector x − B is rounded to bf16 (as mergekit
+        // computes it), so the error bound scales with |x − B| as well as |x|.
+        let (x, base) = (&converge[name].1, &qwen[name].1);
+        for ((o, x), b) in data.iter().zip(x).zip(base) {
+            let bound = ((x - b).abs() + x.abs()) * 2f32.powi(-8) + 1e-30;
+            assert!((o - x).abs() <= bound, "{name}: finalize gives {o}, its input is {x} (base {b})");
+        }
         let layer: Option<usize> = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
-        let ulps = max_bf16_ulps(data, &virtuoso[name].1);
+        let v = &virtuoso[name].1;
+        // Elements further from Virtuoso than the final TIES' bf16 rounding allows.
+        let off = data.iter().zip(v).zip(base).filter(|((o, v), b)| (*o - *v).abs() > ((*v - *b).abs() + v.abs()) * 2f32.powi(-8) + 1e-30).count();
         match layer {
-            // t = 0 on layers 0–1 (slice `t: [0, 0]`) and on layer 2, the first layer of
-            // the slice with `t: [0.00, 0.60]`: Virtuoso exactly.
-            Some(0..=2) => assert!(ulps <= 1.0, "{name}: {ulps} ulps from Virtuoso"),
-            Some(_) => assert!(ulps > 4.0, "{name} equals Virtuoso"),
-            _ => {}
+            // t = 0 on layers 0–1 (slice `t: [0, 0]`) and on layer 2, the first layer of the
+            // slice with `t: [0.00, 0.60]`: the slerp stage returns Virtuoso exactly...
+            Some(0..=2) => {
+                let ulps = max_bf16_ulps(&converge[name].1, v);
+                assert!(ulps <= 1.0, "{name}: the slerp stage is {ulps} ulps from Virtuoso");
+                // ...and the final model is Virtuoso up to that rounding.
+                assert_eq!(off, 0, "{name}: {off} elements differ from Virtuoso");
+            }
+            // Later layers blend in the DELLA chain. Norm weights (≈ 1) move by less than a
+            // bf16 step in places, so only matrices must differ in most elements.
+            Some(_) => {
+                let most = if shape.len() == 2 { data.len() / 2 } else { 0 };
+                assert!(off > most, "{name}: only {off} of {} elements differ from Virtuoso", data.len());
+            }
+            None => {}
         }
     }
-    assert!(max_bf16_ulps(&fin["model.embed_tokens.weight"].1, &virtuoso["model.embed_tokens.weight"].1) <= 1.0);
+    let embed = "model.embed_tokens.weight";
+    assert!(max_bf16_ulps(&converge[embed].1, &virtuoso[embed].1) <= 1.0, "embeddings use t = 0");
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.contains("mergekit-2024") && card.contains("- Qwen/Qwen2.5-14B\n"), "{card}");
 }
