@@ -188,3 +188,6 @@ impl InputModel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
