@@ -326,21 +326,18 @@ fn print_dry_run(recipe: &Recipe, planned: &[Planned], threads: usize, shard_siz
                 None => println!("    {r} -> {}", path.display()),
             }
         }
-        let layers = plan
-            .num_hidden_layers
-            .map_or_else(|| "as the donor".to_string(), |n| n.to_string());
-        println!(
-            "  output tensors: {} ({} layers)",
-            plan.tensors.len(),
-            layers
-        );
+        let layers = match plan.num_hidden_layers {
+            Some(n) => format!("{n} layers"),
+            None => "layer count kept from the donor".to_string(),
+        };
+        println!("  output tensors: {} ({layers})", plan.tensors.len());
         println!(
             "  read: {}, write: {}",
             human_bytes(plan.bytes_read()),
             human_bytes(plan.bytes_written())
         );
         println!(
-            "  estimated peak memory: {} ({threads} threads, shard buffer {})",
+            "  estimated peak memory: {} ({threads} threads, shard buffer {}; memory-mapped inputs not counted)",
             human_bytes(plan.peak_memory(threads, shard_size)),
             human_bytes(shard_size)
         );
