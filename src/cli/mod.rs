@@ -6,7 +6,11 @@ pub mod merge;
 pub mod zoo;
 
 #[derive(Parser, Debug)]
-#[command(name = "lamarck", version, about = "Evaluation-driven, evolutionary LLM merging")]
+#[command(
+    name = "lamarck",
+    version,
+    about = "Evaluation-driven, evolutionary LLM merging"
+)]
 pub struct Cli {
     /// More logging (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -23,7 +23,13 @@ impl ModelWriter {
         todo!("model helper")
     }
     /// Add one tensor (little-endian bytes of `dtype`).
-    pub fn add_tensor(&mut self, _name: &str, _dtype: DType, _shape: &[usize], _data: Vec<u8>) -> Result<()> {
+    pub fn add_tensor(
+        &mut self,
+        _name: &str,
+        _dtype: DType,
+        _shape: &[usize],
+        _data: Vec<u8>,
+    ) -> Result<()> {
         todo!("model helper")
     }
     /// Flush, write the index, fsync, rename into place. Returns the final path.

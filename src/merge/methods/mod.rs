@@ -88,7 +88,10 @@ pub struct TensorJob<'a> {
 #[non_exhaustive]
 pub enum Error {
     #[error("{method}: {message}")]
-    Invalid { method: &'static str, message: String },
+    Invalid {
+        method: &'static str,
+        message: String,
+    },
 }
 
 /// Run `method` on one tensor. Output is f32 in `job.shape`.
