@@ -14,6 +14,9 @@ pub mod config;
 pub mod error;
 pub mod lm;
 pub mod requests;
+pub mod run;
+pub mod score;
+pub mod task;
 pub mod tokenizer;
 pub mod weights;
 
