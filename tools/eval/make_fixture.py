@@ -93,6 +93,15 @@ REQUESTS = [
     ("A stitch in time", " saves nine."),
     ("Rivers flow to the sea;", " mountains rise toward the sky. Plants need water and light."),
 ]
+# A multiple-choice task over the fixture: tests/fixtures/eval/tasks/mc.yaml reads
+# tasks/mc/test.jsonl; the goldens hold transformers' log-likelihood of every choice.
+MC_DOCS = [
+    {"question": "What is the capital of France?", "choices": ["Paris", "Berlin", "a city on the Seine"], "answer": 0},
+    {"question": "Which animal is a mammal?", "choices": ["whale", "shark", "the whale breathes air", "trout"], "answer": 2},
+    {"question": "12 + 30 = ?", "choices": ["42", "17", "forty-two"], "answer": 2},
+    {"question": "What do plants need?", "choices": ["water and light", "sand", "the sky"], "answer": 0},
+]
+MC_TEXT = "Question: {q}\nAnswer:"
 PROMPTS = ["Question: What is the capital of France?\nAnswer:", "The quick brown"]
 
 
@@ -118,6 +127,13 @@ def goldens(model, tok, eos):
                                 "continuation_ids": cont, "token_logprobs": lp,
                                 "loglikelihood": sum(lp), "is_greedy": greedy,
                                 "loglikelihood_bf16": sum(lp16)})
+    out["mc"] = []
+    for doc in MC_DOCS:
+        lls = []
+        for c in doc["choices"]:
+            ctx, cont = encode_pair(tok, MC_TEXT.format(q=doc["question"]), " " + c)
+            lls.append(sum(loglik(model, ctx, cont, eos)[0]))
+        out["mc"].append(lls)
     for p in PROMPTS:
         ids = tok(p, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
@@ -164,6 +180,10 @@ def main():
     for dirpath, _, files in os.walk(ROOT):
         for f in files:
             os.chmod(os.path.join(dirpath, f), 0o644)
+    os.makedirs(os.path.join(ROOT, "tasks", "mc"), exist_ok=True)
+    with open(os.path.join(ROOT, "tasks", "mc", "test.jsonl"), "w") as f:
+        for doc in MC_DOCS:
+            f.write(json.dumps(doc) + "\n")
     with open(os.path.join(ROOT, "golden.json"), "w") as f:
         json.dump(golden, f, indent=1)
     print("vocab", vocab, "written to", ROOT)
