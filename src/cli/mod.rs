@@ -1,6 +1,7 @@
 //! Command line: one file per subcommand. The only place that uses `anyhow`.
 use clap::{Parser, Subcommand};
 
+pub mod bench_eval;
 pub mod eval;
 pub mod merge;
 pub mod zoo;
@@ -27,6 +28,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Build or inspect the shipped zoo of tiny trained models.
     Zoo(zoo::ZooArgs),
+    /// Benchmark log-likelihood scoring throughput (see tools/eval/bench_eval.py).
+    BenchEval(bench_eval::BenchEvalArgs),
 }
 
 pub fn parse() -> Cli {
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::BenchEval(args) => bench_eval::run(args),
     }
 }
 
