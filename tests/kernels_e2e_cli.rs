@@ -145,3 +145,108 @@ fn lamarck_merge_matches_mergekit_on_every_e2e_recipe() {
         problems.join("\n")
     );
 }
+
+// ---- DARE / DELLA end to end: statistics against mergekit's runs ----------------------
+
+/// Run `lamarck merge` on a stochastic golden recipe; returns the output tensors.
+fn run_seeded(case: &str, seed: u64, threads: usize) -> Tensors {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let res = Command::new(env!("CARGO_BIN_EXE_lamarck"))
+        .current_dir(root)
+        .arg("merge")
+        .arg(root.join("tests/golden/e2e").join(case).join("recipe.yaml"))
+        .args([
+            "--seed",
+            &seed.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{case}: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    read_dir(&out)
+}
+
+/// (fraction of elements changed from the base, sd of the change, L1 of the change) over
+/// the whole model.
+fn change_stats(out: &Tensors, base: &Tensors) -> (f64, f64, f64) {
+    let d: Vec<f64> = base
+        .iter()
+        .flat_map(|(name, b)| out[name].iter().zip(b).map(|(o, b)| (o - b) as f64))
+        .collect();
+    let n = d.len() as f64;
+    let changed = d.iter().filter(|x| **x != 0.0).count() as f64 / n;
+    let mean = d.iter().sum::<f64>() / n;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    (changed, sd, d.iter().map(|x| x.abs()).sum())
+}
+
+#[test]
+fn dare_and_della_merges_agree_with_mergekit_statistically_and_reproduce() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/golden/e2e/cases.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = index["stochastic"].as_array().unwrap();
+    assert_eq!(
+        cases.len(),
+        4,
+        "dare_ties, dare_linear, della, della_linear"
+    );
+    for case in cases.iter().map(|c| c.as_str().unwrap()) {
+        let dir = root.join("tests/golden/e2e").join(case);
+        let recipe: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("recipe.yaml")).unwrap())
+                .unwrap();
+        let base = read_dir(&root.join(recipe["base_model"].as_str().unwrap()));
+        let theirs: Vec<(f64, f64, f64)> = [1, 2]
+            .iter()
+            .map(|s| {
+                let mut t = Tensors::new();
+                read_file(&dir.join(format!("expected-seed{s}.safetensors")), &mut t);
+                change_stats(&t, &base)
+            })
+            .collect();
+        let one = run_seeded(case, 1, 1);
+        let ours: Vec<(f64, f64, f64)> = [&one, &run_seeded(case, 2, 2)]
+            .iter()
+            .map(|t| change_stats(t, &base))
+            .collect();
+        let avg = |v: &[(f64, f64, f64)], f: fn(&(f64, f64, f64)) -> f64| {
+            v.iter().map(f).sum::<f64>() / v.len() as f64
+        };
+        let (cm, co) = (avg(&theirs, |s| s.0), avg(&ours, |s| s.0));
+        let (sm, so) = (avg(&theirs, |s| s.1), avg(&ours, |s| s.1));
+        let (lm, lo) = (avg(&theirs, |s| s.2), avg(&ours, |s| s.2));
+        eprintln!(
+            "{case}: changed fraction mergekit {cm:.4} lamarck {co:.4}; sd {sm:.5} / {so:.5}; L1 {lm:.3} / {lo:.3}"
+        );
+        let n: f64 = base.values().map(|b| b.len() as f64).sum();
+        let bound = 5.0 * (cm * (1.0 - cm) / n).sqrt();
+        assert!(
+            (co - cm).abs() < bound,
+            "{case}: changed fraction {co} vs mergekit {cm} (±{bound})"
+        );
+        assert!((so / sm - 1.0).abs() < 0.08, "{case}: spread {so} vs {sm}");
+        assert!((lo / lm - 1.0).abs() < 0.08, "{case}: L1 {lo} vs {lm}");
+        // Same seed, other thread count: identical bits; other seed: different masks.
+        let again = run_seeded(case, 1, 2);
+        assert!(
+            one == again,
+            "{case}: seed 1 differs between 1 and 2 threads"
+        );
+        assert!(
+            one != run_seeded(case, 2, 1),
+            "{case}: seeds 1 and 2 gave the same model"
+        );
+    }
+}
