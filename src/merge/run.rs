@@ -158,9 +158,9 @@ pub fn run(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let batch = pool.current_num_threads().max(1) * 2;
     let mut written = 0u64;
-    for chunk in plan.tensors.chunks(batch) {
+    for range in plan.batches(pool.current_num_threads()) {
+        let chunk = &plan.tensors[range];
         let results: Vec<Result<Vec<f32>>> = pool.install(|| {
             chunk
                 .par_iter()
