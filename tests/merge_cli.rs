@@ -67,6 +67,8 @@ fn slices_renumber_layers_and_set_the_layer_count() {
     assert_eq!(o["lm_head.weight"].1, b["lm_head.weight"].1, "lm_head from the last slice");
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["num_hidden_layers"], 5);
+    // transformers 5 refuses a config whose `layer_types` does not have one entry per layer.
+    assert_eq!(config["layer_types"].as_array().map(Vec::len), Some(5));
 }
 
 #[test]

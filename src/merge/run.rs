@@ -303,12 +303,7 @@ pub fn write_folder(
     let plan = files.plan;
 
     let mut config = files.models[plan.config_donor].config.clone();
-    if let Some(n) = plan.num_hidden_layers {
-        config.set_num_hidden_layers(n);
-    }
-    if let Some(dtype) = plan.config_dtype {
-        config.set_dtype(dtype);
-    }
+    plan.update_config(&mut config);
     config.write(&dir.join("config.json"))?;
 
     // tokenizer, chat template and generation config travel from the tokenizer donor

@@ -113,8 +113,10 @@ pub fn build(
         tensors.extend(tensor(&ctx, w, &w.name, &names, first, 0.0)?);
     }
     let mut layer = 0;
+    let mut layer_origins = Vec::new();
     for s in &slices {
         for k in 0..s.len {
+            layer_origins.push(s.sources[0].start + k);
             let t = if s.len == 1 {
                 1.0
             } else {
@@ -163,6 +165,7 @@ pub fn build(
         config_donor,
         tokenizer_donor,
         num_hidden_layers: (!stage.models_form).then_some(layer),
+        layer_origins,
         config_dtype: stage.out_dtype.or(stage.dtype),
         tensors,
     })

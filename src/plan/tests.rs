@@ -227,8 +227,14 @@ fn batches_cover_every_tensor_in_order_and_never_pair_the_largest_jobs() {
         let flat: Vec<usize> = batches.iter().flat_map(|r| r.clone()).collect();
         assert_eq!(flat, (0..p.tensors.len()).collect::<Vec<_>>());
         assert!(batches.iter().all(|r| r.len() <= 2 * threads));
-        let big = |i: usize| p.tensors[i].name.contains("embed") || p.tensors[i].name.contains("lm_head");
-        assert!(batches.iter().all(|r| r.clone().filter(|&i| big(i)).count() <= 1), "two vocabulary-sized jobs in one batch");
+        let big =
+            |i: usize| p.tensors[i].name.contains("embed") || p.tensors[i].name.contains("lm_head");
+        assert!(
+            batches
+                .iter()
+                .all(|r| r.clone().filter(|&i| big(i)).count() <= 1),
+            "two vocabulary-sized jobs in one batch"
+        );
         let largest = p.tensors.iter().map(|t| t.work_bytes()).max().unwrap();
         assert_eq!(p.peak_memory(threads, 0), largest);
     }
