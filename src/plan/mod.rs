@@ -9,12 +9,14 @@
 #![allow(clippy::result_large_err)]
 pub mod build;
 pub mod error;
+pub mod recipe;
 mod resolve;
 
 use std::collections::BTreeMap;
 
 pub use build::build;
 pub use error::{Error, Result};
+pub use recipe::{plan_recipe, PlannedStage, RecipeOptions, RecipePlan, StageInput};
 
 use crate::merge::{Compat, MethodSpec, Params};
 use crate::model::{DType, HfConfig, ModelDir, TensorInfo};
