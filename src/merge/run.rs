@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::methods::{merge_tensor, ModelTensor, TensorJob};
 use super::rng::RngKey;
 use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter, WriteOptions};
-use crate::plan::{Plan, TensorPlan};
+use crate::plan::{Plan, RecipePlan, StageInput, TensorPlan};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -187,6 +187,44 @@ pub fn run(
         stats.seconds
     );
     Ok(stats)
+}
+
+/// Run every stage of `planned` in memory, each stage reading the previous stages'
+/// memory sinks: what `lamarck merge` would write, without touching disk. Returns the
+/// output stage's tensors. `planned` must have been opened with data (not header-only).
+pub fn materialize(planned: &RecipePlan, opts: &RunOptions) -> Result<MemorySink> {
+    let mut done: Vec<(usize, MemorySink)> = Vec::new();
+    for stage in &planned.stages {
+        let sources = stage
+            .inputs
+            .iter()
+            .map(|input| match input {
+                StageInput::Folder(path) => {
+                    planned.opened.get(path).map(|d| d as &dyn TensorSource)
+                }
+                StageInput::Stage(d) => done
+                    .iter()
+                    .find(|(i, _)| i == d)
+                    .map(|(_, s)| s as &dyn TensorSource),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Invalid {
+                tensor: String::new(),
+                message: format!(
+                    "stage `{}`: an input was not opened or not built (internal error)",
+                    stage.plan.stage
+                ),
+            })?;
+        let mut sink = MemorySink::default();
+        run(&stage.plan, &sources, &mut sink, opts)?;
+        done.push((stage.index, sink));
+    }
+    done.pop()
+        .map(|(_, sink)| sink)
+        .ok_or_else(|| Error::Invalid {
+            tensor: String::new(),
+            message: "no stage to run".into(),
+        })
 }
 
 /// Read, cut, round to the compute dtype, merge one tensor.
