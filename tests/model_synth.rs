@@ -133,3 +133,33 @@ fn transformers5_config_style() {
     assert!(m.config.raw.contains_key("dtype") && !m.config.raw.contains_key("torch_dtype"));
     assert_eq!(m.config.rope_theta(), Some(1e6));
 }
+
+#[test]
+fn values_do_not_depend_on_the_thread_count() {
+    // 3 × 65536-element blocks plus a partial one.
+    let shape = [3 * 65536 / 64 + 7, 64];
+    let name = "model.embed_tokens.weight";
+    let run = |threads: usize, variant: &Variant| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| tensor_values(11, variant, name, &shape))
+    };
+    for variant in [
+        Variant::Base,
+        Variant::Sparse {
+            density: 0.2,
+            scale: 0.01,
+        },
+        Variant::LowRank {
+            rank: 3,
+            scale: 0.004,
+        },
+    ] {
+        let one = run(1, &variant);
+        assert_eq!(one, run(3, &variant), "{variant:?}");
+        // Blocks are distinct streams: no block repeats another.
+        assert_ne!(one[..65536], one[65536..2 * 65536]);
+    }
+}

@@ -1,6 +1,7 @@
 //! Command line: one file per subcommand. The only place that uses `anyhow`.
 use clap::{Parser, Subcommand};
 
+pub mod bench_eval;
 pub mod eval;
 pub mod merge;
 pub mod synth;
@@ -30,6 +31,8 @@ pub enum Command {
     Zoo(zoo::ZooArgs),
     /// Write random Qwen2-layout checkpoints (base + fine-tune-like variants) from a seed.
     Synth(synth::SynthArgs),
+    /// Benchmark log-likelihood scoring throughput (see tools/eval/bench_eval.py).
+    BenchEval(bench_eval::BenchEvalArgs),
 }
 
 pub fn parse() -> Cli {
@@ -43,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Zoo(args) => zoo::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::BenchEval(args) => bench_eval::run(args),
     }
 }
 

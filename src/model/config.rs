@@ -155,10 +155,19 @@ impl HfConfig {
     pub fn set_vocab_size(&mut self, n: usize) {
         self.raw.insert("vocab_size".into(), Value::from(n));
     }
-    /// Set the dtype under the key the donor used (`dtype` when it had none).
+    /// Set the dtype under the key(s) the donor used (`dtype` when it had none).
     pub fn set_dtype(&mut self, dtype: DType) {
-        let key = self.dtype_key().unwrap_or("dtype");
-        self.raw.insert(key.into(), Value::from(dtype.hf_name()));
+        let mut set = false;
+        for key in ["dtype", "torch_dtype"] {
+            if let Some(v) = self.raw.get_mut(key) {
+                *v = Value::from(dtype.hf_name());
+                set = true;
+            }
+        }
+        if !set {
+            self.raw
+                .insert("dtype".into(), Value::from(dtype.hf_name()));
+        }
     }
 
     /// A required integer key, or an error naming the file and key.
@@ -215,5 +224,27 @@ mod tests {
         assert_eq!(c.dtype(), Some(DType::F16));
         assert!(!c.raw.contains_key("dtype"));
         assert_eq!(c.num_hidden_layers(), Some(30));
+        let mut both =
+            HfConfig::from_json_str(r#"{"torch_dtype":"float32","dtype":"float32"}"#).unwrap();
+        both.set_dtype(DType::BF16);
+        assert_eq!(both.raw["torch_dtype"], "bfloat16");
+        assert_eq!(both.raw["dtype"], "bfloat16");
+        let mut none = HfConfig::from_json_str("{}").unwrap();
+        none.set_dtype(DType::F16);
+        assert_eq!(none.raw["dtype"], "float16");
+    }
+
+    #[test]
+    fn write_keeps_every_key_in_order() {
+        let text = r#"{"z":1,"architectures":["Qwen2ForCausalLM"],"a":{"nested":[1,2]},"rms_norm_eps":1e-06}"#;
+        let c = HfConfig::from_json_str(text).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        c.write(&path).unwrap();
+        let back = HfConfig::from_file(&path).unwrap();
+        assert_eq!(back.raw, c.raw);
+        let keys: Vec<&str> = back.raw.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["z", "architectures", "a", "rms_norm_eps"]);
+        assert_eq!(back.rms_norm_eps(), Some(1e-6));
     }
 }

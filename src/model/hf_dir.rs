@@ -322,3 +322,13 @@ fn select_tensors(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    /// The runner reads one folder from many threads.
+    #[test]
+    fn model_dir_is_shareable_across_threads() {
+        fn assert_sync_send<T: Sync + Send>() {}
+        assert_sync_send::<super::ModelDir>();
+    }
+}

@@ -266,25 +266,54 @@ fn check_no_overlap(path: &Path, tensors: &BTreeMap<String, TensorEntry>) -> Res
 }
 
 /// Convert little-endian bytes of `dtype` to f32 (bulk; exact for every input).
+///
+/// The bytes may be unaligned (they come straight from an mmap); `bytemuck` copies them
+/// into an aligned buffer and `half` converts in bulk, both built optimised even in dev
+/// builds.
 pub fn bytes_to_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    use half::slice::HalfFloatSliceExt;
+    if cfg!(target_endian = "big") {
+        return bytes_to_f32_portable(bytes, dtype);
+    }
     match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
+        DType::F32 => aligned_copy::<f32>(bytes),
+        // bf16 → f32 is exact: the bf16 bits are the high half of the f32 bits.
         DType::BF16 => bytes
             .chunks_exact(2)
             .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
             .collect(),
         DType::F16 => {
-            use half::slice::HalfFloatSliceExt;
-            let halves: Vec<half::f16> = bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])))
-                .collect();
+            let halves = aligned_copy::<half::f16>(bytes);
             let mut out = vec![0f32; halves.len()];
             halves.as_slice().convert_to_f32_slice(&mut out);
             out
         }
+    }
+}
+
+/// Copy possibly unaligned bytes into a vector of `T` (a whole number of elements).
+fn aligned_copy<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    let n = bytes.len() / std::mem::size_of::<T>();
+    let mut out = vec![T::zeroed(); n];
+    bytemuck::cast_slice_mut::<T, u8>(&mut out)
+        .copy_from_slice(&bytes[..n * std::mem::size_of::<T>()]);
+    out
+}
+
+fn bytes_to_f32_portable(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    let halves = || {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        DType::BF16 => halves()
+            .map(|b| half::bf16::from_bits(b).to_f32())
+            .collect(),
+        DType::F16 => halves().map(|b| half::f16::from_bits(b).to_f32()).collect(),
     }
 }

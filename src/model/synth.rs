@@ -5,10 +5,11 @@
 //! conflict with another variant's, and deltas limited to some layers. Benchmarks need the
 //! same at real sizes (0.5B-shaped). [`write_family`] writes such a family from a seed.
 //!
-//! Determinism: every tensor is drawn from its own stream, keyed by (seed, variant,
-//! tensor name) through SplitMix64 (written here, so no dependency can change the
-//! sequence), and values use only integer arithmetic plus one exact scaling, so the same
-//! seed gives the same bytes on every platform and in any tensor order.
+//! Determinism: every block of 65536 elements of every tensor is drawn from its own
+//! stream, keyed by (seed, variant, tensor name, block) through SplitMix64 (written here,
+//! so no dependency can change the sequence), and values use only integer arithmetic and
+//! basic float operations (no libm), so the same seed gives the same bytes on every
+//! platform, in any tensor order and with any number of threads.
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -16,53 +17,33 @@ use serde_json::{json, Value};
 use super::writer::f32_to_bytes;
 use super::{Architecture, DType, HfConfig, ModelWriter, Result, WriteOptions};
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny, well-mixed 64-bit generator.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
+pub use super::splitmix::SplitMix64;
+use super::splitmix::{fnv1a, mix64};
+
+/// The stream of one block of one tensor of one variant.
+fn stream(seed: u64, salt: u64, name: &str, block: u64) -> SplitMix64 {
+    let key = mix64(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ fnv1a(name);
+    SplitMix64::new(mix64(mix64(key) ^ block))
 }
 
-impl SplitMix64 {
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.state)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-    /// Approximately standard normal: the sum of four uniform 16-bit integers taken from
-    /// one draw (Irwin–Hall), centred and scaled to unit variance. Bounded by ±3.46.
-    pub fn next_normal(&mut self) -> f32 {
-        let x = self.next_u64();
-        let sum = (x & 0xFFFF) + ((x >> 16) & 0xFFFF) + ((x >> 32) & 0xFFFF) + (x >> 48);
-        // Mean 4 × 32767.5; variance 4 × (65536² − 1) / 12.
-        const MEAN: f64 = 131_070.0;
-        const INV_STD: f64 = 1.0 / 37_837.23; // 1 / sqrt(4 * (65536^2 - 1) / 12)
-        ((sum as f64 - MEAN) * INV_STD) as f32
-    }
-}
+/// Elements per independently seeded block: blocks are generated in parallel, and the
+/// values do not depend on the number of threads.
+const BLOCK: usize = 1 << 16;
 
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// FNV-1a of a string, to key streams by tensor name.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
-    })
-}
-
-fn stream(seed: u64, salt: u64, name: &str) -> SplitMix64 {
-    SplitMix64::new(mix64(
-        mix64(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ fnv1a(name),
-    ))
+/// `numel` values, block `i` filled by `fill` from `stream(seed, salt, name, i)`.
+fn generate(
+    seed: u64,
+    salt: u64,
+    name: &str,
+    numel: usize,
+    fill: impl Fn(&mut SplitMix64, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut out = vec![0f32; numel];
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(i, chunk)| fill(&mut stream(seed, salt, name, i as u64), chunk));
+    out
 }
 
 /// The shape of a synthetic Qwen2 checkpoint.
@@ -122,13 +103,13 @@ impl SynthShape {
         if all.contains(&0) {
             return Err("every dimension must be at least 1".into());
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return Err(format!(
                 "hidden {} is not divisible by heads {}",
                 self.hidden, self.heads
             ));
         }
-        if self.heads % self.kv_heads != 0 {
+        if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(format!(
                 "heads {} is not divisible by kv heads {}",
                 self.heads, self.kv_heads
@@ -260,22 +241,22 @@ pub fn standard_family(layers: usize) -> Vec<(&'static str, Variant)> {
 
 /// Base values of one tensor: norms 1 + N(0, 0.02²), everything else N(0, 0.02²).
 fn base_values(seed: u64, name: &str, numel: usize) -> Vec<f32> {
-    let mut rng = stream(seed, 0, name);
-    let is_norm = name.ends_with("norm.weight");
-    (0..numel)
-        .map(|_| {
-            let v = 0.02 * rng.next_normal();
-            if is_norm {
-                1.0 + v
-            } else {
-                v
-            }
-        })
-        .collect()
+    let offset = if name.ends_with("norm.weight") {
+        1.0
+    } else {
+        0.0
+    };
+    generate(seed, 0, name, numel, |rng, out| {
+        out.iter_mut()
+            .for_each(|v| *v = offset + 0.02 * rng.next_normal())
+    })
 }
 
-fn dense(rng: &mut SplitMix64, numel: usize, scale: f32) -> Vec<f32> {
-    (0..numel).map(|_| scale * rng.next_normal()).collect()
+/// N(0, scale²) values from the stream (seed, salt, name).
+fn dense(seed: u64, salt: u64, name: &str, numel: usize, scale: f32) -> Vec<f32> {
+    generate(seed, salt, name, numel, |rng, out| {
+        out.iter_mut().for_each(|v| *v = scale * rng.next_normal())
+    })
 }
 
 fn layer_of(name: &str) -> Option<usize> {
@@ -288,49 +269,46 @@ fn layer_of(name: &str) -> Option<usize> {
 
 /// The delta a variant adds to one tensor (None: the tensor equals the base).
 fn delta(seed: u64, variant: &Variant, name: &str, shape: &[usize]) -> Option<Vec<f32>> {
+    use rayon::prelude::*;
     let numel: usize = shape.iter().product();
-    let mut rng = stream(seed, variant.salt(), name);
+    let salt = variant.salt();
     match *variant {
         Variant::Base => None,
-        Variant::Dense { scale } => Some(dense(&mut rng, numel, scale)),
-        Variant::Sparse { density, scale } => Some(
-            (0..numel)
-                .map(|_| {
+        Variant::Dense { scale } => Some(dense(seed, salt, name, numel, scale)),
+        Variant::Sparse { density, scale } => {
+            Some(generate(seed, salt, name, numel, |rng, out| {
+                for v in out.iter_mut() {
                     let keep = rng.next_f64() < density;
-                    let v = scale * rng.next_normal();
-                    if keep {
-                        v
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
-        ),
+                    let x = scale * rng.next_normal();
+                    *v = if keep { x } else { 0.0 };
+                }
+            }))
+        }
         Variant::LowRank { rank, scale } => match shape {
             [rows, cols] => {
-                // A [rows, rank] · B [rank, cols], each N(0,1): entries have variance rank.
-                let a = dense(&mut rng, rows * rank, 1.0);
-                let b = dense(&mut rng, rank * cols, 1.0);
+                // A [rows, rank] · B [rank, cols], entries N(0,1): products have variance
+                // `rank`, rescaled to `scale`.
+                let a = dense(seed, salt, &format!("{name}#A"), rows * rank, 1.0);
+                let b = dense(seed, salt, &format!("{name}#B"), rank * cols, 1.0);
                 let s = scale / (rank as f32).sqrt();
                 let mut out = vec![0f32; rows * cols];
-                for r in 0..*rows {
+                out.par_chunks_mut(*cols).enumerate().for_each(|(r, row)| {
                     for k in 0..rank {
                         let ar = a[r * rank + k] * s;
-                        let row = &mut out[r * cols..(r + 1) * cols];
                         for (o, bv) in row.iter_mut().zip(&b[k * cols..(k + 1) * cols]) {
                             *o += ar * bv;
                         }
                     }
-                }
+                });
                 Some(out)
             }
-            _ => Some(dense(&mut rng, numel, scale)),
+            _ => Some(dense(seed, salt, name, numel, scale)),
         },
         Variant::SignConflict { scale, factor } => {
-            let mut opposite = stream(seed, Variant::Dense { scale }.salt(), name);
-            let noise = dense(&mut rng, numel, 0.1 * scale);
+            let opposite = dense(seed, Variant::Dense { scale }.salt(), name, numel, scale);
+            let noise = dense(seed, salt, name, numel, 0.1 * scale);
             Some(
-                dense(&mut opposite, numel, scale)
+                opposite
                     .into_iter()
                     .zip(noise)
                     .map(|(d, n)| -factor * d + n)
@@ -338,7 +316,7 @@ fn delta(seed: u64, variant: &Variant, name: &str, shape: &[usize]) -> Option<Ve
             )
         }
         Variant::LayerLimited { first, end, scale } => match layer_of(name) {
-            Some(l) if (first..end).contains(&l) => Some(dense(&mut rng, numel, scale)),
+            Some(l) if (first..end).contains(&l) => Some(dense(seed, salt, name, numel, scale)),
             _ => None,
         },
     }
@@ -447,24 +425,6 @@ pub fn write_family(out: &Path, shape: &SynthShape, opts: &SynthOptions) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_matches_reference_sequence() {
-        // Reference values of SplitMix64 seeded with 1234567 (from the published C code).
-        let mut r = SplitMix64::new(1234567);
-        assert_eq!(r.next_u64(), 6457827717110365317);
-        assert_eq!(r.next_u64(), 3203168211198807973);
-    }
-
-    #[test]
-    fn normal_has_unit_variance() {
-        let mut r = SplitMix64::new(7);
-        let xs: Vec<f64> = (0..200_000).map(|_| f64::from(r.next_normal())).collect();
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
-        assert!(mean.abs() < 0.01, "{mean}");
-        assert!((var - 1.0).abs() < 0.02, "{var}");
-    }
 
     #[test]
     fn shapes_match_qwen2_0_5b() {

@@ -95,7 +95,13 @@ impl ModelWriter {
             _ => PathBuf::from("."),
         };
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let temp = parent.join(format!(".{file_name}.lamarck-tmp-{}", std::process::id()));
+        // pid + a per-process counter: unique even for several writers in one process.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = parent.join(format!(
+            ".{file_name}.lamarck-tmp-{}-{n}",
+            std::process::id()
+        ));
         if temp.exists() {
             std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
         }
@@ -252,7 +258,12 @@ impl ModelWriter {
             sync_dir(parent)?;
         }
         if let Some(old) = old {
-            if let Err(e) = std::fs::remove_dir_all(&old) {
+            let removed = if old.is_dir() {
+                std::fs::remove_dir_all(&old)
+            } else {
+                std::fs::remove_file(&old)
+            };
+            if let Err(e) = removed {
                 tracing::warn!(
                     "could not remove the replaced folder {}: {e}",
                     old.display()
@@ -347,20 +358,39 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Convert f32 values to `dtype` little-endian bytes (round to nearest even).
+///
+/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds).
 pub fn f32_to_bytes(data: &[f32], dtype: DType) -> Vec<u8> {
     use half::slice::HalfFloatSliceExt;
+    if cfg!(target_endian = "big") {
+        return f32_to_bytes_portable(data, dtype);
+    }
     match dtype {
-        DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F32 => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
         DType::BF16 => {
             let mut halves = vec![half::bf16::ZERO; data.len()];
             halves.as_mut_slice().convert_from_f32_slice(data);
-            halves.iter().flat_map(|h| h.to_le_bytes()).collect()
+            bytemuck::cast_slice::<half::bf16, u8>(&halves).to_vec()
         }
         DType::F16 => {
             let mut halves = vec![half::f16::ZERO; data.len()];
             halves.as_mut_slice().convert_from_f32_slice(data);
-            halves.iter().flat_map(|h| h.to_le_bytes()).collect()
+            bytemuck::cast_slice::<half::f16, u8>(&halves).to_vec()
         }
+    }
+}
+
+fn f32_to_bytes_portable(data: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::BF16 => data
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect(),
+        DType::F16 => data
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
     }
 }
 
@@ -390,8 +420,10 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .parse()
         .map_err(|_| format!("size `{text}` is not a number with an optional K/M/G suffix"))?;
     let bytes = (value * factor).round();
-    if !(bytes >= 1.0 && bytes < 1.8e19) {
-        return Err(format!("size `{text}` must be at least 1 byte"));
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!(
+            "size `{text}` must be between 1 byte and 1.8e19 bytes"
+        ));
     }
     Ok(bytes as u64)
 }

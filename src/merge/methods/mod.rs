@@ -4,9 +4,9 @@
 //! the search's gene bounds all read it.
 //!
 //! Input contract of [`merge_tensor`]: every slice in the [`TensorJob`] has `shape`'s element
-//! count and already holds values of the recipe's compute dtype (the runner rounds inputs to
-//! `dtype:` when it differs from the storage dtype, as mergekit casts at load time). The
-//! output is f32; the caller rounds it once to the output dtype.
+//! count (embeddings already cut to a common shape). Values not representable in the compute
+//! dtype are rounded to it first (mergekit casts inputs to `dtype:` at load time), and the
+//! output holds compute-dtype values in f32; the caller casts once to the output dtype.
 use std::collections::BTreeMap;
 
 use super::{rng::RngKey, Compat};
@@ -195,12 +195,61 @@ impl MethodSpec {
                 Some(max) => format!("{} to {max}", self.min_models),
                 None => format!("at least {}", self.min_models),
             };
-            let what = if self.base == BaseUse::AsInput {
-                "input model(s)"
-            } else {
-                "model(s) besides the base"
+            let message = match self.base {
+                BaseUse::AsInput | BaseUse::None => format!("needs {wanted} input model(s), got {models}"),
+                BaseUse::Required => format!(
+                    "needs the base_model plus {wanted} other model(s), got {models} besides the base"
+                ),
+                BaseUse::Optional => format!(
+                    "needs {wanted} model(s) besides the optional base_model, got {models}"
+                ),
             };
-            return Err(invalid(format!("needs {wanted} {what}, got {models}")));
+            return Err(invalid(message));
+        }
+        Ok(())
+    }
+}
+
+impl MethodSpec {
+    /// Check resolved parameters for one tensor before any work: every required parameter
+    /// is present for every model (`per_model` in [`TensorJob::models`] order) and DELLA's
+    /// `density ± epsilon` lies inside (0, 1). The planner can call this for every planned
+    /// tensor so a bad value fails before a byte is written; the kernels check again.
+    pub fn validate_params(
+        &self,
+        compat: Compat,
+        global: &Params,
+        per_model: &[&Params],
+    ) -> Result<(), Error> {
+        let invalid = |message: String| Error::Invalid {
+            method: self.name,
+            message,
+        };
+        for spec in self.params(compat).iter().filter(|p| p.required) {
+            if spec.per_model {
+                if let Some(i) = per_model.iter().position(|p| !p.contains_key(spec.name)) {
+                    return Err(invalid(format!(
+                        "model #{} (config order) has no `{}`; set it under that model's `parameters:` or globally",
+                        i + 1,
+                        spec.name
+                    )));
+                }
+            } else if !global.contains_key(spec.name) {
+                return Err(invalid(format!(
+                    "missing required parameter `{}`",
+                    spec.name
+                )));
+            }
+        }
+        if let Kernel::TaskArithmetic(v) = self.kernel {
+            if v.sparsifier == Some(super::ops::Sparsifier::DellaMagprune) {
+                for (i, p) in per_model.iter().enumerate() {
+                    let density = p.get("density").copied().unwrap_or(1.0);
+                    let epsilon = p.get("epsilon").copied().unwrap_or(0.15);
+                    task_arithmetic::check_della(density, epsilon)
+                        .map_err(|m| invalid(format!("model #{}: {m}", i + 1)))?;
+                }
+            }
         }
         Ok(())
     }
@@ -346,22 +395,60 @@ pub enum Error {
     },
 }
 
-/// Run `method` on one tensor. Output is f32 in `job.shape`.
+/// Run `method` on one tensor. Output is f32 in `job.shape`, holding values of the compute
+/// dtype (mergekit's kernels return a tensor in the compute dtype; the caller then casts to
+/// `out_dtype`). Inputs that are not representable in the compute dtype (f32 checkpoints
+/// merged with `dtype: bfloat16`) are rounded to it first, as mergekit casts at load time.
 pub fn merge_tensor(method: &MethodSpec, job: &TensorJob) -> Result<Vec<f32>, Error> {
     job.check_lengths(method.name)?;
+    let dtype = job.compute_dtype;
+    let representable = |xs: &[f32]| xs.iter().all(|&x| dtype.round(x) == x || x.is_nan());
+    let needs_rounding = dtype != DType::F32
+        && (job.base.is_some_and(|b| !representable(b))
+            || job.models.iter().any(|m| !representable(m.data)));
+    if needs_rounding {
+        let round = |xs: &[f32]| xs.iter().map(|&x| dtype.round(x)).collect::<Vec<f32>>();
+        let base = job.base.map(round);
+        let data: Vec<Vec<f32>> = job.models.iter().map(|m| round(m.data)).collect();
+        let rounded = TensorJob {
+            base: base.as_deref(),
+            models: job
+                .models
+                .iter()
+                .zip(&data)
+                .map(|(m, d)| ModelTensor {
+                    data: d,
+                    params: m.params,
+                })
+                .collect(),
+            ..job.clone()
+        };
+        return merge_rounded(method, &rounded);
+    }
+    merge_rounded(method, job)
+}
+
+/// [`merge_tensor`] on inputs already in the compute dtype.
+fn merge_rounded(method: &MethodSpec, job: &TensorJob) -> Result<Vec<f32>, Error> {
     // Only the base has this tensor (optional weights): mergekit returns the base.
     if let (true, Some(base)) = (job.models.is_empty(), job.base) {
         return Ok(base.to_vec());
     }
     method.check_inputs(job.models.len(), job.base.is_some())?;
-    match method.kernel {
+    let mut out = match method.kernel {
         Kernel::Linear => linear::merge(job),
         Kernel::Slerp => slerp::merge(job),
         Kernel::Nuslerp => nuslerp::merge(job),
         Kernel::TaskArithmetic(v) => task_arithmetic::merge(&v, job),
         Kernel::ModelStock => model_stock::merge(job),
         Kernel::Passthrough => passthrough::merge(job),
+    }?;
+    let dtype = job.compute_dtype;
+    if dtype != DType::F32 {
+        use rayon::prelude::*;
+        out.par_iter_mut().for_each(|v| *v = dtype.round(*v));
     }
+    Ok(out)
 }
 
 /// Run a method by name on small vectors: f32 compute dtype, `mergekit` profile, seed 0.
@@ -523,12 +610,40 @@ mod tests {
     }
 
     #[test]
+    fn validate_params_reports_missing_and_out_of_range_values() {
+        let della = lookup("della").unwrap();
+        let ok: Params = [("weight".to_string(), 1.0), ("density".to_string(), 0.5)].into();
+        let bad: Params = [("weight".to_string(), 1.0), ("density".to_string(), 0.9)].into();
+        let none = Params::new();
+        assert!(della
+            .validate_params(Compat::Mergekit, &none, &[&ok])
+            .is_ok());
+        // default epsilon 0.15: 0.9 + 0.15 ≥ 1
+        let e = della
+            .validate_params(Compat::Mergekit, &none, &[&ok, &bad])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("della: model #2: density ± epsilon"), "{e}");
+        let e = della
+            .validate_params(Compat::Mergekit, &none, &[&none])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model #1") && e.contains("`weight`"), "{e}");
+        let slerp = lookup("slerp").unwrap();
+        let e = slerp
+            .validate_params(Compat::Mergekit, &none, &[&none])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "slerp: missing required parameter `t`");
+    }
+
+    #[test]
     fn input_counts_are_checked() {
         let slerp = lookup("slerp").unwrap();
         assert!(slerp.check_inputs(1, true).is_ok());
         let e = slerp.check_inputs(2, true).unwrap_err().to_string();
         assert!(
-            e.contains("exactly 1 model(s) besides the base, got 2"),
+            e.contains("needs the base_model plus exactly 1 other model(s), got 2"),
             "{e}"
         );
         assert!(slerp
