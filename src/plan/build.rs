@@ -236,6 +236,14 @@ fn normalise<'s>(ctx: &'s Ctx<'s>) -> Result<Vec<PSlice<'s>>> {
                 ));
             }
         }
+        let separate = matches!(method.base, BaseUse::Required | BaseUse::Optional);
+        let counted = sources
+            .iter()
+            .filter(|(s, _)| !(separate && Some(s.model) == base))
+            .count();
+        method
+            .check_inputs(counted, base.is_some())
+            .map_err(|e| ctx.invalid(format!("{where_}: {e}")))?;
         let len = sources[0].1;
         if let Some((bad, n)) = sources.iter().find(|(_, n)| *n != len) {
             return Err(ctx.invalid(format!(

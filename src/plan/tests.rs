@@ -216,6 +216,12 @@ fn errors_name_the_model_and_tensor() {
         err.contains("parameter `weight` is required for model `b`"),
         "{err}"
     );
+    let two = "merge_method: passthrough\nslices:\n  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [0, 2]}]\n";
+    let err = plan(two, &models, None).unwrap_err();
+    assert!(
+        err.contains("slices[0]: passthrough") && err.contains("got 2"),
+        "{err}"
+    );
 }
 
 #[test]
