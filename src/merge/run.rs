@@ -241,7 +241,9 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
             tensor: t.name.clone(),
             message,
         })?;
-        if t.compute_dtype != DType::F32 {
+        // mergekit casts inputs to the compute dtype on load; values already stored in it
+        // are unchanged by that cast.
+        if t.compute_dtype != DType::F32 && input.dtype != t.compute_dtype {
             for x in &mut data {
                 *x = t.compute_dtype.round(*x);
             }
