@@ -67,6 +67,8 @@ fn slices_renumber_layers_and_set_the_layer_count() {
     assert_eq!(o["lm_head.weight"].1, b["lm_head.weight"].1, "lm_head from the last slice");
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["num_hidden_layers"], 5);
+    // transformers 5 refuses a config whose `layer_types` does not have one entry per layer.
+    assert_eq!(config["layer_types"].as_array().map(Vec::len), Some(5));
 }
 
 #[test]
@@ -187,4 +189,19 @@ fn complete_stage_outputs_are_reused_unless_no_reuse() {
     // A different seed must not reuse the stage built with the old one.
     let (ok, _, err) = lamarck(&[&args[..], &["--force", "--seed", "9"]].concat());
     assert!(ok && !err.contains("reusing"), "{err}");
+}
+
+#[test]
+fn a_failing_kernel_leaves_no_output_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let map = two_models(tmp.path());
+    let recipe = tmp.path().join("r.yaml");
+    // density + epsilon >= 1 is refused by DELLA only when it runs, after writing started.
+    std::fs::write(&recipe, "merge_method: della\nbase_model: org/a\nparameters: {density: 0.95, epsilon: 0.1, weight: 1.0}\nmodels:\n  - model: org/b\n").unwrap();
+    let out = tmp.path().join("out");
+    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    assert!(!ok);
+    assert!(err.contains("epsilon") && err.contains("merging `"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains("out")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

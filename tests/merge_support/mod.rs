@@ -73,7 +73,8 @@ impl Shape {
             "tie_word_embeddings": self.tied,
             "sliding_window": null,
             "use_sliding_window": false,
-            "torch_dtype": "bfloat16"
+            "torch_dtype": "bfloat16",
+            "layer_types": vec!["full_attention"; self.layers]
         })
     }
 }
