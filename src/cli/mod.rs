@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 pub mod bench_eval;
 pub mod eval;
 pub mod merge;
+pub mod synth;
 pub mod zoo;
 
 #[derive(Parser, Debug)]
@@ -28,6 +29,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Build or inspect the shipped zoo of tiny trained models.
     Zoo(zoo::ZooArgs),
+    /// Write random Qwen2-layout checkpoints (base + fine-tune-like variants) from a seed.
+    Synth(synth::SynthArgs),
     /// Benchmark log-likelihood scoring throughput (see tools/eval/bench_eval.py).
     BenchEval(bench_eval::BenchEvalArgs),
 }
@@ -42,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::Synth(args) => synth::run(args),
         Command::BenchEval(args) => bench_eval::run(args),
     }
 }
