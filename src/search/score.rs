@@ -18,6 +18,7 @@ use crate::eval::{parse_device, parse_dtype, Qwen2Lm, TextTokenizer};
 #[derive(Debug, Clone, Serialize)]
 pub struct ItemLine {
     pub candidate: String,
+    pub objective: String,
     pub task: String,
     pub doc_id: usize,
     pub correct: bool,
@@ -33,7 +34,8 @@ pub struct Scores {
     /// One per objective, in the search file's order.
     pub values: Vec<f64>,
     pub fitness: f64,
-    pub items: Vec<(String, ItemRecord)>,
+    /// (objective, metric, record) per item.
+    pub items: Vec<(String, String, ItemRecord)>,
     pub seconds: f64,
 }
 
@@ -157,7 +159,7 @@ impl Scorer {
             })?;
             fitness += o.weight * value;
             values.push(value);
-            items.extend(records.into_iter().map(|r| (name.clone(), r)));
+            items.extend(records.into_iter().map(|r| (o.name.clone(), name.clone(), r)));
         }
         Ok(Scores {
             values,
@@ -173,8 +175,9 @@ pub fn item_lines(candidate: &str, scores: &Scores) -> Vec<ItemLine> {
     scores
         .items
         .iter()
-        .map(|(metric, r)| ItemLine {
+        .map(|(objective, metric, r)| ItemLine {
             candidate: candidate.to_string(),
+            objective: objective.clone(),
             task: r.task.clone(),
             doc_id: r.doc_id,
             correct: r.correct,
