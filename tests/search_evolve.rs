@@ -30,7 +30,10 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     let tmp = tempfile::tempdir().unwrap();
     let search = search_file(tmp.path(), 9, "");
     let run = tmp.path().join("run");
-    let (ok, out, err) = lamarck(&["evolve", s(&search), "--out", s(&run), "--quiet"], tmp.path());
+    let (ok, out, err) = lamarck(
+        &["evolve", s(&search), "--out", s(&run), "--quiet"],
+        tmp.path(),
+    );
     assert!(ok, "{err}");
     assert!(out.contains("best #"), "{out}");
     let cands = rows(&run.join("candidates.csv"));
@@ -42,7 +45,10 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     for r in &cands {
         let a: f64 = r[2].parse().unwrap();
         let eps: f64 = r[4].parse().unwrap();
-        assert!((0.2..=0.9).contains(&a) && (0.0..=0.08).contains(&eps), "{r:?}");
+        assert!(
+            (0.2..=0.9).contains(&a) && (0.0..=0.08).contains(&eps),
+            "{r:?}"
+        );
     }
     // distinct genes give distinct weights
     let hashes: BTreeSet<&str> = cands.iter().map(|r| r[10].as_str()).collect();
@@ -58,13 +64,18 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     assert!(run_yaml.contains("lamarck_version") && run_yaml.contains("t_mid"));
 
     for (pick, id) in [("--best", None), ("--id", Some("0")), ("--id", Some("5"))] {
-        let recipe = tmp.path().join(format!("export-{}.yaml", id.unwrap_or("best")));
+        let recipe = tmp
+            .path()
+            .join(format!("export-{}.yaml", id.unwrap_or("best")));
         let mut args = vec!["export", s(&run), "--out", s(&recipe), pick];
         args.extend(id);
         let (ok, _, err) = lamarck(&args, tmp.path());
         assert!(ok, "{err}");
         let text = std::fs::read_to_string(&recipe).unwrap();
-        assert!(text.contains("seed: 42") && text.contains("compat: mergekit"), "{text}");
+        assert!(
+            text.contains("seed: 42") && text.contains("compat: mergekit"),
+            "{text}"
+        );
         let merged = tmp.path().join(format!("merged-{}", id.unwrap_or("best")));
         let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&merged)], tmp.path());
         assert!(ok, "{err}");
@@ -73,29 +84,54 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
         let row = match id {
             Some(i) => cands.iter().find(|r| r[0] == i).unwrap(),
             // highest fitness, the earliest on ties
-            None => cands
-                .iter()
-                .fold(&cands[0], |best, r| if fitness(r) > fitness(best) { r } else { best }),
+            None => cands.iter().fold(
+                &cands[0],
+                |best, r| if fitness(r) > fitness(best) { r } else { best },
+            ),
         };
-        assert_eq!(hash, row[10], "exported candidate {id:?} merges to other weights");
+        assert_eq!(
+            hash, row[10],
+            "exported candidate {id:?} merges to other weights"
+        );
     }
 
     let (ok, out, err) = lamarck(&["report", s(&run)], tmp.path());
     assert!(ok, "{err}");
-    assert!(out.contains("Pareto frontier") && out.contains("starting recipe (#0)") && out.contains("base"), "{out}");
+    assert!(
+        out.contains("Pareto frontier")
+            && out.contains("starting recipe (#0)")
+            && out.contains("base"),
+        "{out}"
+    );
     let svg = std::fs::read_to_string(run.join("frontier.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("<polyline"), "{svg}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
 
     // a finished run resumed with the same budget does nothing; a larger one continues
     let (ok, _, err) = lamarck(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
     assert!(ok, "{err}");
     assert_eq!(rows(&run.join("candidates.csv")).len(), 9);
-    let (ok, _, err) = lamarck(&["evolve", "--resume", s(&run), "--quiet", "--candidates", "11"], tmp.path());
+    let (ok, _, err) = lamarck(
+        &[
+            "evolve",
+            "--resume",
+            s(&run),
+            "--quiet",
+            "--candidates",
+            "11",
+        ],
+        tmp.path(),
+    );
     assert!(ok, "{err}");
     assert_eq!(rows(&run.join("candidates.csv")).len(), 11);
     // an existing run folder is not overwritten
     let (ok, _, err) = lamarck(&["evolve", s(&search), "--out", s(&run)], tmp.path());
     assert!(!ok && err.contains("--resume"), "{err}");
+    if std::env::var_os("LAMARCK_KEEP_TEST_DIR").is_some() {
+        eprintln!("kept {}", tmp.keep().display());
+    }
 }
 
 #[test]
@@ -104,7 +140,10 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     let budget = 14;
     let search = search_file(tmp.path(), budget, "");
     let reference = tmp.path().join("reference");
-    let (ok, _, err) = lamarck(&["evolve", s(&search), "--out", s(&reference), "--quiet"], tmp.path());
+    let (ok, _, err) = lamarck(
+        &["evolve", s(&search), "--out", s(&reference), "--quiet"],
+        tmp.path(),
+    );
     assert!(ok, "{err}");
 
     let run = tmp.path().join("killed");
@@ -117,7 +156,12 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
         } else {
             cmd.args(["evolve", "--resume", s(&run), "--quiet"]);
         }
-        let mut child = cmd.current_dir(tmp.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cmd
+            .current_dir(tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let have = rows(&run.join("candidates.csv")).len();
         // kill once one or two more rows appeared, at varying moments
         let wait_for = have + 1 + attempt % 2;
@@ -129,7 +173,9 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
                 finished = true;
                 break;
             }
-            if rows(&run.join("candidates.csv")).len() >= wait_for || started.elapsed() > Duration::from_secs(60) {
+            if rows(&run.join("candidates.csv")).len() >= wait_for
+                || started.elapsed() > Duration::from_secs(60)
+            {
                 std::thread::sleep(Duration::from_millis(3 * attempt as u64 % 17));
                 child.kill().unwrap(); // SIGKILL
                 child.wait().unwrap();
@@ -157,12 +203,20 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     want.sort();
     got_sorted.sort();
     assert_eq!(got_sorted, want);
-    assert_eq!(rows(&run.join("parents.csv")), rows(&reference.join("parents.csv")));
+    assert_eq!(
+        rows(&run.join("parents.csv")),
+        rows(&reference.join("parents.csv"))
+    );
     let items = std::fs::read_to_string(run.join("items.jsonl")).unwrap();
     let mut seen = BTreeSet::new();
     for line in items.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        let key = (v["candidate"].to_string(), v["objective"].to_string(), v["doc_id"].to_string(), v["score"].to_string());
+        let key = (
+            v["candidate"].to_string(),
+            v["objective"].to_string(),
+            v["doc_id"].to_string(),
+            v["score"].to_string(),
+        );
         assert!(seen.insert(key.clone()), "item recorded twice: {key:?}");
     }
     let ref_items = std::fs::read_to_string(reference.join("items.jsonl")).unwrap();

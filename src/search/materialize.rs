@@ -275,10 +275,12 @@ pub fn architecture(inputs: &[InputModel], stage: &str) -> Result<&'static Archi
     for m in inputs {
         let arch = Architecture::for_config(&m.config)?;
         match found {
-            Some((a, first)) if a.name != arch.name => return Err(Error::Invalid(format!(
+            Some((a, first)) if a.name != arch.name => {
+                return Err(Error::Invalid(format!(
                 "stage `{stage}`: models `{first}` ({}) and `{}` ({}) have different architectures",
                 a.name, m.reference, arch.name
-            ))),
+            )))
+            }
             None => found = Some((arch, &m.reference)),
             _ => {}
         }

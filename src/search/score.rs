@@ -159,7 +159,11 @@ impl Scorer {
             })?;
             fitness += o.weight * value;
             values.push(value);
-            items.extend(records.into_iter().map(|r| (o.name.clone(), name.clone(), r)));
+            items.extend(
+                records
+                    .into_iter()
+                    .map(|r| (o.name.clone(), name.clone(), r)),
+            );
         }
         Ok(Scores {
             values,
@@ -180,7 +184,7 @@ pub fn item_lines(candidate: &str, scores: &Scores) -> Vec<ItemLine> {
             objective: objective.clone(),
             task: r.task.clone(),
             doc_id: r.doc_id,
-            correct: r.correct,
+            correct: r.metrics.get(metric).is_some_and(|v| *v >= 1.0),
             score: r.metrics.get(metric).copied().unwrap_or(0.0),
             target: r.target.clone(),
             generated: r.generated.clone(),

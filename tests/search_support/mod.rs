@@ -46,10 +46,20 @@ pub fn family(dir: &Path, variants: &[&str]) -> Vec<PathBuf> {
                     *x += 0.5 * scale * noise(k as u64 * 1000 + t as u64, i as u64);
                 }
             }
-            w.add_tensor(tensor, DType::F32, &info.shape, f32_to_bytes(&data, DType::F32))
-                .unwrap();
+            w.add_tensor(
+                tensor,
+                DType::F32,
+                &info.shape,
+                f32_to_bytes(&data, DType::F32),
+            )
+            .unwrap();
         }
-        for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ] {
             std::fs::copy(src.join(f), w.temp_path().join(f)).unwrap();
         }
         out.push(w.finish().unwrap());
