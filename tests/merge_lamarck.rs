@@ -112,6 +112,9 @@ fn runs_verbatim_on_tiny_48_layer_stand_ins() {
     }
     let embed = "model.embed_tokens.weight";
     assert!(max_bf16_ulps(&converge[embed].1, &virtuoso[embed].1) <= 1.0, "embeddings use t = 0");
+    // `tokenizer_source: Qwen/Qwen2.5-14B-Instruct` on the final stage.
+    let tok = std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap();
+    assert!(tok.contains("Qwen--Qwen2.5-14B-Instruct"), "{tok}");
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.contains("mergekit-2024") && card.contains("- Qwen/Qwen2.5-14B\n"), "{card}");
 }

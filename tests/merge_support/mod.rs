@@ -143,7 +143,7 @@ pub fn write_header_only(dir: &Path, shape: Shape) {
         offset += len;
     }
     let mut json = serde_json::to_string(&header).unwrap();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(' ');
     }
     let mut bytes = (json.len() as u64).to_le_bytes().to_vec();

@@ -185,6 +185,15 @@ for dt in ["float32", "bfloat16"]:
     run_case(f"dare_ties_{dt}", "dare_ties", two, {"normalize": True}, w(0.6, 0.4, density=0.5), seeds=seeds)
     run_case(f"della_{dt}", "della", two, {}, w(0.6, 0.4, density=0.5, epsilon=0.15), seeds=seeds)
 
+# torch's CPU sort order among equal values (what ops::torch_sort replays): tie-heavy
+# vectors, argsort both ways, indices stored as f32 (exact below 2**24).
+sort_rng = np.random.default_rng(99)
+for i, (n, levels) in enumerate([(100, 5), (1000, 12), (4000, 40), (6000, 300)]):
+    v = torch.tensor(sort_rng.integers(0, levels, n) * 0.125, dtype=torch.float32)
+    tensors[f"sort/{i}.values"] = v
+    tensors[f"sort/{i}.desc"] = torch.argsort(v, descending=True).float()
+    tensors[f"sort/{i}.asc"] = torch.sort(v, descending=False).indices.float()
+
 os.makedirs(OUT_DIR, exist_ok=True)
 save_file(tensors, f"{OUT_DIR}/kernels.safetensors", metadata={"mergekit": "0.1.5", "torch": torch.__version__})
 with open(f"{OUT_DIR}/cases.json", "w") as f:

@@ -210,6 +210,51 @@ impl MethodSpec {
     }
 }
 
+impl MethodSpec {
+    /// Check resolved parameters for one tensor before any work: every required parameter
+    /// is present for every model (`per_model` in [`TensorJob::models`] order) and DELLA's
+    /// `density ± epsilon` lies inside (0, 1). The planner can call this for every planned
+    /// tensor so a bad value fails before a byte is written; the kernels check again.
+    pub fn validate_params(
+        &self,
+        compat: Compat,
+        global: &Params,
+        per_model: &[&Params],
+    ) -> Result<(), Error> {
+        let invalid = |message: String| Error::Invalid {
+            method: self.name,
+            message,
+        };
+        for spec in self.params(compat).iter().filter(|p| p.required) {
+            if spec.per_model {
+                if let Some(i) = per_model.iter().position(|p| !p.contains_key(spec.name)) {
+                    return Err(invalid(format!(
+                        "model #{} (config order) has no `{}`; set it under that model's `parameters:` or globally",
+                        i + 1,
+                        spec.name
+                    )));
+                }
+            } else if !global.contains_key(spec.name) {
+                return Err(invalid(format!(
+                    "missing required parameter `{}`",
+                    spec.name
+                )));
+            }
+        }
+        if let Kernel::TaskArithmetic(v) = self.kernel {
+            if v.sparsifier == Some(super::ops::Sparsifier::DellaMagprune) {
+                for (i, p) in per_model.iter().enumerate() {
+                    let density = p.get("density").copied().unwrap_or(1.0);
+                    let epsilon = p.get("epsilon").copied().unwrap_or(0.15);
+                    task_arithmetic::check_della(density, epsilon)
+                        .map_err(|m| invalid(format!("model #{}: {m}", i + 1)))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every method lamarck implements.
 pub static METHODS: &[MethodSpec] = &[
     linear::SPEC,
@@ -562,6 +607,34 @@ mod tests {
         assert!(!defaults("ties", Compat::Mergekit2024)
             .iter()
             .any(|p| p.0 == "lambda"));
+    }
+
+    #[test]
+    fn validate_params_reports_missing_and_out_of_range_values() {
+        let della = lookup("della").unwrap();
+        let ok: Params = [("weight".to_string(), 1.0), ("density".to_string(), 0.5)].into();
+        let bad: Params = [("weight".to_string(), 1.0), ("density".to_string(), 0.9)].into();
+        let none = Params::new();
+        assert!(della
+            .validate_params(Compat::Mergekit, &none, &[&ok])
+            .is_ok());
+        // default epsilon 0.15: 0.9 + 0.15 ≥ 1
+        let e = della
+            .validate_params(Compat::Mergekit, &none, &[&ok, &bad])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("della: model #2: density ± epsilon"), "{e}");
+        let e = della
+            .validate_params(Compat::Mergekit, &none, &[&none])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model #1") && e.contains("`weight`"), "{e}");
+        let slerp = lookup("slerp").unwrap();
+        let e = slerp
+            .validate_params(Compat::Mergekit, &none, &[&none])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "slerp: missing required parameter `t`");
     }
 
     #[test]

@@ -38,21 +38,27 @@
 //! | `int8_mask` | global | false | bool (no effect on the numbers, as in mergekit) |
 //!
 //! Matches mergekit 0.1.5 `merge_methods/generalized_task_arithmetic.py` and `sparsify.py`
-//! (golden tests in `tests/kernels_golden.rs`). Deliberate differences:
-//! * under a 16-bit compute dtype, intermediate values are rounded to it at the points where
-//!   mergekit's torch ops round (task vectors, weights — 0.3 → 0.30078125 under bf16 —,
-//!   weighted deltas, sums, normalisation, λ, rescale factors); without that, 1–15% of
-//!   bf16 elements landed more than 2 ulps from mergekit (cancellation in `B + mixed`).
+//! (golden tests in `tests/kernels_golden.rs`; 0 of ~47k bf16 elements beyond 2 ulps):
+//! * under a 16-bit compute dtype, values are rounded to it at the points where mergekit's
+//!   torch ops round (task vectors, weights — 0.3 → 0.30078125 under bf16 —, weighted
+//!   deltas, sums, normalisation, λ, rescale factors); computing in f32 and rounding once
+//!   instead put 1–15% of bf16 elements more than 2 ulps away (cancellation in `B + mixed`).
 //!   Under f32 this is a no-op and reductions run in f64;
-//! * magnitude ties are broken by lower flat index first (torch's stable CPU sort order);
+//! * equal magnitudes at the TIES / breadcrumbs boundary are resolved exactly as torch's CPU
+//!   sort leaves them (replayed in `ops::torch_sort`); common with bf16 task vectors;
+//! * TIES `density` so small that `floor(density·n) = 0` keeps one element, as 0.1.5 does.
+//!
+//! Deliberate differences:
 //! * DARE/DELLA masks come from lamarck's counter-based RNG ([`crate::merge::rng`]), so they
 //!   agree with mergekit statistically, not bit-for-bit; the keep probability is the f64
 //!   density (mergekit rounds it to bf16 under `dtype: bfloat16`);
-//! * DELLA ranks are exact (f32) whatever the dtype: mergekit stores ranks in bf16 under
+//! * DELLA ranks are exact whatever the dtype: mergekit stores ranks in bf16 under
 //!   `dtype: bfloat16`, turning the probability ramp into a staircase above rank 256;
 //!   a one-element row gets p = density (mergekit fails with 0/0);
 //! * breadcrumbs with `floor(gamma·n) = 0` keeps the top `floor(density·n)` magnitudes
-//!   (as mergekit 0.1.5; mergekit ≤ 0.1.4 zeroed the whole task vector).
+//!   (as mergekit 0.1.5 does; mergekit ≤ 0.1.4 zeroed the whole task vector — that bug is
+//!   not replicated in either profile);
+//! * DELLA with ε = 0 draws exactly DARE's mask for the same seed.
 //!
 //! Compat profile `mergekit-2024` (mergekit ≤ 0.0.6): with `rescale`, DARE divides kept values
 //! by `density` and DELLA divides each kept value by its own keep probability pᵢ (instead of
@@ -363,32 +369,42 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
         (true, _, _) => Rescale::L1,
     };
 
-    let mut deltas = Vec::with_capacity(job.models.len());
-    let mut weights = Vec::with_capacity(job.models.len());
-    for (i, model) in job.models.iter().enumerate() {
-        let mut d = super::delta(model.data, base, dtype);
-        if let Some(sparsifier) = v.sparsifier {
-            let density = job.per_model(name, i, "density", Some(1.0))?;
-            let gamma = job.per_model(name, i, "gamma", Some(0.01))?;
-            let epsilon = job.per_model(name, i, "epsilon", Some(0.15))?;
-            if sparsifier == DellaMagprune {
-                check_della(density, epsilon)
-                    .map_err(|m| invalid(format!("tensor {}: model #{}: {m}", job.name, i + 1)))?;
-            }
-            let args = SparsifyArgs {
-                density,
-                gamma,
-                epsilon,
-                rescale,
-                dtype,
-                row_len: job.row_len(),
-            };
-            ops::sparsify(&mut d, sparsifier, args, job.rng.stream(i));
+    // Parameters first (cheap, fail fast), then the task vectors of all models in parallel:
+    // each model's mask depends only on its own stream, so this is thread-count independent.
+    let mut settings = Vec::with_capacity(job.models.len());
+    for i in 0..job.models.len() {
+        let density = job.per_model(name, i, "density", Some(1.0))?;
+        let gamma = job.per_model(name, i, "gamma", Some(0.01))?;
+        let epsilon = job.per_model(name, i, "epsilon", Some(0.15))?;
+        if v.sparsifier == Some(DellaMagprune) {
+            check_della(density, epsilon)
+                .map_err(|m| invalid(format!("tensor {}: model #{}: {m}", job.name, i + 1)))?;
         }
-        deltas.push(d);
-        let w = job.per_model(name, i, "weight", None)?;
-        weights.push(dtype.round(w as f32));
+        let weight = dtype.round(job.per_model(name, i, "weight", None)? as f32);
+        let args = SparsifyArgs {
+            density,
+            gamma,
+            epsilon,
+            rescale,
+            dtype,
+            row_len: job.row_len(),
+        };
+        settings.push((weight, args));
     }
+    let weights: Vec<f32> = settings.iter().map(|(w, _)| *w).collect();
+    let deltas: Vec<Vec<f32>> = job
+        .models
+        .par_iter()
+        .zip(&settings)
+        .enumerate()
+        .map(|(i, (model, (_, args)))| {
+            let mut d = super::delta(model.data, base, dtype);
+            if let Some(sparsifier) = v.sparsifier {
+                ops::sparsify(&mut d, sparsifier, *args, job.rng.stream(i));
+            }
+            d
+        })
+        .collect();
 
     // Rounding points follow mergekit's torch ops in the compute dtype (a no-op for f32):
     // W = r(w·δ); sums accumulate in f32 and round once; then r(/divisor), r(·λ), r(B + ·).
@@ -487,17 +503,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, [1.0 + 2.0 * 0.3f32, 2.0 + 2.0 * (0.3f32 * 2.0)]);
+        // Under bf16, w = 0.3 becomes 0.30078125: −2 + 8w = 0.40625 (exact in bf16), where
+        // an unrounded weight would give bf16(0.4) = 0.400390625.
         let out = merge_vectors_with(
             "task_arithmetic",
-            Some(&base),
-            &[(&a, &p(&[("weight", 0.3)]))],
+            Some(&[-2.0]),
+            &[(&[6.0], &p(&[("weight", 0.3)]))],
             &Params::new(),
             DType::BF16,
             Compat::Mergekit,
             0,
         )
         .unwrap();
-        assert_eq!(out, [1.30078125, 2.6015625]);
+        assert_eq!(out, [0.40625]);
     }
 
     #[test]

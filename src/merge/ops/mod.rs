@@ -8,12 +8,15 @@
 //! bit-identical for any rayon thread count. Sparsifier masks are pure functions of the
 //! values, the parameters and the [`Stream`] (no shared RNG state).
 //!
-//! Tie rule (magnitude selection). mergekit orders magnitudes with torch's (stable) CPU
-//! sort, so among equal magnitudes the lower flat index comes first. lamarck uses exactly
-//! that total order — `(|δ| descending, index ascending)` for TIES top-k, `(|δ| ascending,
-//! index ascending)` for breadcrumbs and DELLA ranks — found in O(n) by selection instead
-//! of a full sort.
+//! Tie rule (magnitude selection). mergekit orders magnitudes with torch's unstable CPU sort
+//! (libstdc++ introsort), so which of several equal magnitudes at a selection boundary
+//! survive is decided by that algorithm's data movement. lamarck finds the boundary in O(n)
+//! by selection; only when equal magnitudes straddle it (common with bf16 task vectors) does
+//! it replay torch's sort ([`torch_sort`]) to keep exactly the elements mergekit keeps.
+//! DELLA's per-row ranks use the same replayed order.
 use rayon::prelude::*;
+
+pub mod torch_sort;
 
 use super::rng::Stream;
 use crate::model::DType;
@@ -107,7 +110,8 @@ fn select_ascending(mags: &mut [f32], pos: usize) -> f32 {
     *mags.select_nth_unstable_by(pos, f32::total_cmp).1
 }
 
-/// Keep mask for the `k` largest |x| in the order (|x| descending, index ascending).
+/// Keep mask for the `k` largest |x|, ties at the boundary resolved as torch's
+/// `argsort(descending=True)[:k]` does.
 pub fn top_k_mask(xs: &[f32], k: usize) -> Vec<bool> {
     let n = xs.len();
     if k >= n {
@@ -119,26 +123,22 @@ pub fn top_k_mask(xs: &[f32], k: usize) -> Vec<bool> {
     let mut mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
     // The k-th largest is at ascending position n − k.
     let threshold = select_ascending(&mut mags, n - k);
-    drop(mags);
     let greater = xs.iter().filter(|x| x.abs() > threshold).count();
-    let mut equal_left = k - greater;
-    xs.iter()
-        .map(|x| {
-            let m = x.abs();
-            if m > threshold {
-                true
-            } else if m == threshold && equal_left > 0 {
-                equal_left -= 1;
-                true
-            } else {
-                false
-            }
-        })
-        .collect()
+    let equal = xs.iter().filter(|x| x.abs() == threshold).count();
+    if greater + equal == k {
+        return xs.iter().map(|x| x.abs() >= threshold).collect();
+    }
+    // Equal magnitudes straddle the boundary: torch's order decides.
+    let mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
+    let mut keep = vec![false; n];
+    for &i in &torch_sort::sort_indices(&mags, true)[..k] {
+        keep[i as usize] = true;
+    }
+    keep
 }
 
-/// Keep mask for the elements whose rank in the order (|x| ascending, index ascending) lies
-/// in `[start, end)`.
+/// Keep mask for the elements at positions `[start, end)` of `torch.sort(|x|)` (ascending),
+/// ties at the boundaries resolved as torch's sort does.
 pub fn ascending_window_mask(xs: &[f32], start: usize, end: usize) -> Vec<bool> {
     let n = xs.len();
     let end = end.min(n);
@@ -148,27 +148,20 @@ pub fn ascending_window_mask(xs: &[f32], start: usize, end: usize) -> Vec<bool> 
     let mut mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
     let hi = select_ascending(&mut mags, end - 1);
     let lo = select_ascending(&mut mags[..end], start);
-    drop(mags);
-    let less_lo = xs.iter().filter(|x| x.abs() < lo).count();
-    let less_hi = xs.iter().filter(|x| x.abs() < hi).count();
-    let (mut seen_lo, mut seen_hi) = (0usize, 0usize);
-    xs.iter()
-        .map(|x| {
-            let m = x.abs();
-            let rank = if m < lo || m > hi {
-                return false;
-            } else if m == lo {
-                seen_lo += 1;
-                less_lo + seen_lo - 1
-            } else if m == hi {
-                seen_hi += 1;
-                less_hi + seen_hi - 1
-            } else {
-                return true;
-            };
-            (start..end).contains(&rank)
-        })
-        .collect()
+    let count = |pred: &dyn Fn(f32) -> bool| xs.iter().filter(|x| pred(x.abs())).count();
+    let (less_lo, equal_lo) = (count(&|m| m < lo), count(&|m| m == lo));
+    let (less_hi, equal_hi) = (count(&|m| m < hi), count(&|m| m == hi));
+    // Unambiguous when every element equal to a boundary value is on the same side of it.
+    if less_lo == start && less_hi + equal_hi == end {
+        return xs.iter().map(|x| (lo..=hi).contains(&x.abs())).collect();
+    }
+    let _ = equal_lo;
+    let mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
+    let mut keep = vec![false; n];
+    for &i in &torch_sort::sort_indices(&mags, false)[start..end] {
+        keep[i as usize] = true;
+    }
+    keep
 }
 
 /// Apply `keep` to `delta` in place, then rescale per `rescale`. `inverse_p(i)` is the keep
@@ -278,8 +271,8 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
     }
 }
 
-/// DELLA's per-element keep probability: per row of `row_len`, rank r ∈ 0..n by
-/// (|δ| ascending, index ascending), `p = (density − ε) + 2ε·r/(n−1)`, in f32 whatever the
+/// DELLA's per-element keep probability: per row of `row_len`, rank r ∈ 0..n in the order of
+/// torch's `argsort(|δ|)` (ties as torch leaves them), `p = (density − ε) + 2ε·r/(n−1)`, in f32 whatever the
 /// storage dtype. A one-element row (where mergekit divides 0 by 0) gets `p = density`.
 pub fn della_keep_probabilities(
     delta: &[f32],
@@ -300,13 +293,8 @@ pub fn della_keep_probabilities(
                 p_row[0] = density as f32;
                 return;
             }
-            let mut order: Vec<u32> = (0..n as u32).collect();
-            order.sort_unstable_by(|&a, &b| {
-                d_row[a as usize]
-                    .abs()
-                    .total_cmp(&d_row[b as usize].abs())
-                    .then(a.cmp(&b))
-            });
+            let mags: Vec<f32> = d_row.iter().map(|x| x.abs()).collect();
+            let order = torch_sort::sort_indices(&mags, false);
             let denom = (n - 1) as f32;
             for (rank, &idx) in order.iter().enumerate() {
                 p_row[idx as usize] = low + (rank as f32 / denom) * span;
@@ -348,7 +336,8 @@ mod tests {
     }
 
     #[test]
-    fn top_k_breaks_ties_by_lower_index() {
+    fn top_k_resolves_ties_like_torch() {
+        // n ≤ 16: torch's introsort is a plain insertion sort, i.e. stable.
         let x = [1.0, -3.0, 2.0, 3.0, -2.0, 0.5];
         assert_eq!(top_k_mask(&x, 2), [false, true, false, true, false, false]);
         assert_eq!(top_k_mask(&x, 3), [false, true, true, true, false, false]);
@@ -357,7 +346,8 @@ mod tests {
     }
 
     #[test]
-    fn ascending_window_matches_a_stable_sort() {
+    fn ascending_window_matches_torch_sort_positions() {
+        // n ≤ 16: torch's order is the stable one.
         let x = [0.0f32, 2.0, -1.0, 2.0, 0.0, 1.0, -2.0, 3.0];
         let mut order: Vec<usize> = (0..x.len()).collect();
         order.sort_by(|&a, &b| x[a].abs().total_cmp(&x[b].abs()).then(a.cmp(&b)));
@@ -468,10 +458,38 @@ mod tests {
         for (a, b) in p.iter().zip(expect) {
             assert!((a - b).abs() < 1e-6, "{p:?}");
         }
-        // Ties: lower index ranks lower.
+        // Ties (n ≤ 16, torch's order is stable): lower index ranks lower.
         let p = della_keep_probabilities(&[0.0, 0.0, 0.0], 0.5, 0.2, 3);
         assert!(p[0] < p[1] && p[1] < p[2]);
         assert_eq!(della_keep_probabilities(&[1.0], 0.4, 0.1, 1), [0.4]);
+    }
+
+    #[test]
+    fn selection_follows_torch_order_when_ties_straddle_the_boundary() {
+        // Tie-heavy vector longer than 16: the boundary ties are resolved by the replayed
+        // introsort, not by index.
+        let x: Vec<f32> = (0..200)
+            .map(|i| ((i * 37) % 7) as f32 * 0.5 - 1.5)
+            .collect();
+        let mags: Vec<f32> = x.iter().map(|v| v.abs()).collect();
+        let desc = torch_sort::sort_indices(&mags, true);
+        let asc = torch_sort::sort_indices(&mags, false);
+        for k in [1, 37, 100, 150, 199] {
+            let mut want = vec![false; x.len()];
+            desc[..k].iter().for_each(|&i| want[i as usize] = true);
+            assert_eq!(top_k_mask(&x, k), want, "k = {k}");
+        }
+        for (start, end) in [(10, 90), (0, 57), (120, 200), (33, 34)] {
+            let mut want = vec![false; x.len()];
+            asc[start..end]
+                .iter()
+                .for_each(|&i| want[i as usize] = true);
+            assert_eq!(
+                ascending_window_mask(&x, start, end),
+                want,
+                "{start}..{end}"
+            );
+        }
     }
 
     #[test]
