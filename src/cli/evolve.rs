@@ -20,7 +20,7 @@ pub struct EvolveArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this folder (after an interruption or with a larger budget).
-    #[arg(long, conflicts_with = "out")]
+    #[arg(long, conflicts_with_all = ["out", "model_map"])]
     pub resume: Option<PathBuf>,
     /// Validate the genes against the recipe, plan every stage from headers, print the
     /// search space and the per-candidate cost; merge and write nothing.
@@ -38,6 +38,10 @@ pub struct EvolveArgs {
     /// Override the search file's time budget, in minutes.
     #[arg(long)]
     pub minutes: Option<f64>,
+    /// YAML mapping from model reference to local folder (overrides the search file's
+    /// `model_map`; remembered by the run).
+    #[arg(long)]
+    pub model_map: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -51,7 +55,10 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
             .search
             .as_deref()
             .context("--dry-run needs the search file")?;
-        let spec = SearchSpec::load(file)?;
+        let mut spec = SearchSpec::load(file)?;
+        if let Some(m) = &args.model_map {
+            spec.model_map = Some(m.clone());
+        }
         let genome = Genome::new(&spec.genes, &spec.recipe_text)?;
         print!("{}", dry_run(&spec, &genome)?);
         return Ok(());
@@ -67,7 +74,7 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
                     .map_or("run".into(), |s| s.to_string_lossy().into_owned());
                 PathBuf::from("results").join(stem)
             });
-            Session::create(file, &out)?
+            Session::create(file, &out, args.model_map.as_deref())?
         }
         (None, None) => anyhow::bail!("give a search file or --resume results/<run>"),
     };

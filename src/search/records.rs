@@ -26,6 +26,9 @@ pub struct RunInfo {
     pub working_dir: PathBuf,
     pub search: String,
     pub recipe: String,
+    /// `--model-map` given on the command line (overrides the search file's `model_map`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_map: Option<PathBuf>,
 }
 
 /// One row of `candidates.csv` / `frontier.csv`.

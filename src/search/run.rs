@@ -47,10 +47,16 @@ pub struct Session {
 
 impl Session {
     /// Start a new run in `out` (which must not exist or be empty).
-    pub fn create(search_file: &Path, out: &Path) -> Result<Session> {
+    pub fn create(search_file: &Path, out: &Path, model_map: Option<&Path>) -> Result<Session> {
         let text = std::fs::read_to_string(search_file).map_err(|e| Error::io(search_file, e))?;
         let abs = std::path::absolute(search_file).map_err(|e| Error::io(search_file, e))?;
-        let spec = SearchSpec::parse(&text, &abs)?;
+        let model_map = model_map
+            .map(|m| std::path::absolute(m).map_err(|e| Error::io(m, e)))
+            .transpose()?;
+        let mut spec = SearchSpec::parse(&text, &abs)?;
+        if model_map.is_some() {
+            spec.model_map = model_map.clone();
+        }
         let genome = Genome::new(&spec.genes, &spec.recipe_text)?;
         // Validate the starting recipe loudly once (recipe warnings show here).
         let (_, recipe) = genome.recipe(&genome.start, spec.compat, false)?;
@@ -73,6 +79,7 @@ impl Session {
             working_dir: std::env::current_dir().map_err(|e| Error::io(".", e))?,
             search: text,
             recipe: spec.recipe_text.clone(),
+            model_map,
         };
         let dir = RunDir {
             root: out.to_path_buf(),
