@@ -167,7 +167,16 @@ impl Materializer {
         let order = recipe.build_order(target)?;
         let mut done: BTreeMap<usize, Arc<StageOutput>> = BTreeMap::new();
         let (mut run_count, mut reused) = (0, 0);
-        for &i in &order {
+        // Position in `order` of each stage's last reader: its output is dropped after that
+        // (the cache keeps its own reference within --cache-mem).
+        let mut last_use: BTreeMap<usize, usize> = BTreeMap::new();
+        for (pos, &i) in order.iter().enumerate() {
+            for d in recipe.dependencies(i) {
+                last_use.insert(d, pos);
+            }
+        }
+        for (pos, &i) in order.iter().enumerate() {
+            done.retain(|d, _| *d == target || last_use.get(d).is_some_and(|&l| l >= pos));
             let stage = &recipe.stages[i];
             let name = recipe.stage_name(i).to_string();
             let seed = self.seed_for(stage);

@@ -9,6 +9,8 @@
 //! - [`records`]: the files of `results/<run>/` (append-only rows, atomic rewrites, resume).
 //! - [`frontier`]: the Pareto set over the objectives.
 //! - [`run`]: the loop; [`report`]: tables and the SVG plot; [`export`]: candidate → recipe.
+#![allow(clippy::result_large_err)] // errors carry paths and messages; not on a hot path
+#[allow(clippy::needless_range_loop)] // matrix code reads best with indices
 pub mod cmaes;
 pub mod dry_run;
 pub mod error;

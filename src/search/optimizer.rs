@@ -51,6 +51,7 @@ pub fn mirror(x: f64) -> f64 {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "name", rename_all = "lowercase")]
+#[allow(clippy::large_enum_variant)] // one per run
 pub enum Optimizer {
     Cmaes(Cmaes),
     Random(RandomSearch),
@@ -155,7 +156,7 @@ mod tests {
 
     #[test]
     fn json_state_is_bit_exact() {
-        let mut c = Cmaes::new(vec![0.1234567890123456789, 1.0 / 3.0], 0.2, 4, 5);
+        let mut c = Cmaes::new(vec![0.123_456_789_012_345_68, 1.0 / 3.0], 0.2, 4, 5);
         let xs = c.ask();
         c.tell(&xs, &[0.1, 0.7, 0.3, 0.9]);
         let o = Optimizer::Cmaes(c);

@@ -309,7 +309,7 @@ impl RunDir {
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         text.split_inclusive('\n')
             .skip(1)
-            .filter(|l| l.ends_with('\n') && l.trim().len() > 0)
+            .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
             .enumerate()
             .map(|(i, l)| {
                 CandidateRow::parse(l.trim_end(), genes, objectives).map_err(|m| Error::Records {
@@ -328,7 +328,7 @@ impl RunDir {
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         text.split_inclusive('\n')
             .skip(1)
-            .filter(|l| l.ends_with('\n') && l.trim().len() > 0)
+            .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
             .map(|l| {
                 ParentRow::parse(l.trim_end(), objectives).map_err(|m| Error::Records {
                     path: p.clone(),
