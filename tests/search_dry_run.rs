@@ -93,3 +93,21 @@ fn dry_run_refuses_a_gene_that_names_no_place_in_the_recipe() {
         "{err}"
     );
 }
+
+#[test]
+fn zoo_demo_search_validates_and_plans_when_the_zoo_is_present() {
+    let file = repo().join("searches/zoo-lamarck.yaml");
+    let spec = lamarck::search::SearchSpec::load(&file).unwrap();
+    let genome = lamarck::search::genes::Genome::new(&spec.genes, &spec.recipe_text).unwrap();
+    let (_, recipe) = genome.recipe(&genome.start, spec.compat, true).unwrap();
+    assert_eq!(recipe.stages.len(), 5);
+    assert_eq!(genome.len(), 16);
+    if repo().join("zoo/generalist/config.json").is_file() {
+        let (ok, out, err) = lamarck(&["evolve", file.to_str().unwrap(), "--dry-run"], &repo());
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("search space: 16 gene(s)") && !out.contains("NOT READY"),
+            "{out}"
+        );
+    }
+}
