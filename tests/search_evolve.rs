@@ -222,3 +222,23 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     let ref_items = std::fs::read_to_string(reference.join("items.jsonl")).unwrap();
     assert_eq!(items.lines().count(), ref_items.lines().count());
 }
+
+#[test]
+fn random_search_draws_from_the_whole_range_within_the_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let search = search_file(tmp.path(), 7, "optimizer: random\n");
+    let run = tmp.path().join("run");
+    let (ok, _, err) = lamarck(
+        &["evolve", s(&search), "--out", s(&run), "--quiet"],
+        tmp.path(),
+    );
+    assert!(ok, "{err}");
+    let cands = rows(&run.join("candidates.csv"));
+    assert_eq!(cands.len(), 7);
+    let t_end: Vec<f64> = cands[1..].iter().map(|r| r[6].parse().unwrap()).collect();
+    assert!(t_end.iter().all(|t| (0.0..=1.0).contains(t)));
+    // uniform draws, not steps around the start (0.6)
+    assert!(t_end.iter().any(|t| (t - 0.6).abs() > 0.2), "{t_end:?}");
+    let state = std::fs::read_to_string(run.join("state.json")).unwrap();
+    assert!(state.contains("\"name\": \"random\""), "{state}");
+}
