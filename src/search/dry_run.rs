@@ -151,8 +151,12 @@ pub fn dry_run(spec: &SearchSpec, genome: &Genome) -> Result<String> {
     );
     let _ = writeln!(
         out,
-        "  evaluate: a {:.2} B-parameter model on {} item(s)",
-        params as f64 / 1e9,
+        "  evaluate: a {}-parameter model on {} item(s)",
+        if params >= 1_000_000_000 {
+            format!("{:.2} B", params as f64 / 1e9)
+        } else {
+            format!("{:.2} M", params as f64 / 1e6)
+        },
         items_total.map_or("? (a task is not ready)".into(), |n| n.to_string())
     );
     Ok(out)

@@ -232,7 +232,10 @@ impl Materializer {
                 threads: self.threads,
                 progress: false,
             };
-            run(&plan, &sources, &mut sink, &opts)?;
+            // The runner logs every stage at info level; a search merges thousands of them.
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                run(&plan, &sources, &mut sink, &opts)
+            })?;
             let out = StageOutput {
                 key,
                 bytes: sink
