@@ -95,6 +95,20 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
         );
     }
 
+    // another candidate's folder does not verify
+    let (ok, _, err) = lamarck(
+        &[
+            "export",
+            s(&run),
+            "--id",
+            "1",
+            "--verify",
+            s(&tmp.path().join("merged-0")),
+        ],
+        tmp.path(),
+    );
+    assert!(!ok && err.contains("other weights"), "{err}");
+
     let (ok, out, err) = lamarck(&["report", s(&run)], tmp.path());
     assert!(ok, "{err}");
     assert!(

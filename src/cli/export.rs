@@ -20,12 +20,33 @@ pub struct ExportArgs {
     /// Write the recipe here instead of printing it.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Instead of exporting, check that the model folder DIR (e.g. what `lamarck merge`
+    /// wrote from an exported recipe) holds the candidate's weights: same weights hash.
+    #[arg(long, value_name = "DIR")]
+    pub verify: Option<PathBuf>,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let session = Session::open(&args.run)?;
     let which = args.id.map_or(Pick::Best, Pick::Id);
     let row = pick(&session, which)?;
+    if let Some(dir) = &args.verify {
+        let hash = crate::search::materialize::hash_dir(dir)?;
+        if hash != row.hash {
+            anyhow::bail!(
+                "{} holds other weights than candidate {}: weights sha256 {hash}, recorded {}",
+                dir.display(),
+                row.id,
+                row.hash
+            );
+        }
+        println!(
+            "{}: weights sha256 {hash} = candidate {}",
+            dir.display(),
+            row.id
+        );
+        return Ok(());
+    }
     let text = recipe_text(&session, &row)?;
     match &args.out {
         Some(p) => {
