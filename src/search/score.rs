@@ -53,6 +53,8 @@ pub struct Scorer {
 
 impl Scorer {
     pub fn new(objectives: &[Objective], settings: &EvalSettings) -> Result<Scorer> {
+        // One bar for the whole search, not one per task and candidate.
+        crate::eval::run::SHOW_PROGRESS.store(false, std::sync::atomic::Ordering::Relaxed);
         let mut tasks = Vec::new();
         for o in objectives {
             let spec = TaskSpec::from_file(&o.task)?;
