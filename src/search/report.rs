@@ -174,6 +174,19 @@ fn scale(v: f64, lo: f64, hi: f64, a: f64, b: f64) -> f64 {
     }
 }
 
+/// Widen a data range by 5% on each side (0.05 when it is a single value).
+fn pad((lo, hi): (f64, f64)) -> (f64, f64) {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return (0.0, 1.0);
+    }
+    let m = if hi - lo > 1e-12 {
+        0.05 * (hi - lo)
+    } else {
+        0.05
+    };
+    (lo - m, hi + m)
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
