@@ -211,11 +211,11 @@ pub fn svg(
         .map(|r| r.fitness)
         .chain(parents.iter().map(|p| p.fitness))
         .collect();
-    let (flo, fhi) = fits
+    let (flo, fhi) = pad(fits
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
             (a.min(x), b.max(x))
-        });
+        }));
     let n = rows.iter().map(|r| r.id).max().unwrap_or(0).max(1) as f64;
     let px = |id: f64| scale(id, 0.0, n, m, w - 20.0);
     let py = |f: f64| scale(f, flo, fhi, h - m, 30.0);
@@ -267,10 +267,11 @@ pub fn svg(
             .chain(parents.iter().map(|p| p.scores[ay]))
             .collect();
         let range = |v: &[f64]| {
-            v.iter()
+            pad(v
+                .iter()
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
                     (a.min(x), b.max(x))
-                })
+                }))
         };
         let ((xlo, xhi), (ylo, yhi)) = (range(&xs), range(&ys));
         let qx = |v: f64| scale(v, xlo, xhi, w + m, 2.0 * w - 20.0);
