@@ -31,7 +31,7 @@ impl ZooRecipe {
     pub fn standard(seed: u64, steps_scale: f64) -> ZooRecipe {
         let scaled = |n: usize| ((n as f64 * steps_scale).round() as usize).max(1);
         let phase =
-            |name: &str, skills: &[Skill], steps: usize, lr: f64, packed: Option<usize>| Phase {
+            |name: &str, skills: &[Skill], steps: usize, lr: f64, loss_on_prompt: bool| Phase {
                 name: name.to_string(),
                 skills: skills.to_vec(),
                 steps: scaled(steps),
@@ -39,14 +39,14 @@ impl ZooRecipe {
                 peak_lr: lr,
                 warmup_steps: scaled(steps / 20).min(scaled(steps)),
                 weight_decay: 0.0,
-                packed_tokens: packed,
+                loss_on_prompt,
             };
         ZooRecipe {
             seed,
             shape: ZooShape {
                 vocab_size: 128,
                 hidden_size: 64,
-                intermediate_size: 192,
+                intermediate_size: 128,
                 num_hidden_layers: 3,
                 num_attention_heads: 4,
                 num_key_value_heads: 2,
@@ -54,14 +54,14 @@ impl ZooRecipe {
                 rope_theta: 10000.0,
                 rms_norm_eps: 1e-6,
             },
-            base: phase("base", &Skill::ALL, 3000, 3e-3, Some(64)),
-            generalist: phase("generalist", &Skill::ALL, 400, 1e-3, None),
+            base: phase("base", &Skill::ALL, 2500, 4e-3, true),
+            generalist: phase("generalist", &Skill::ALL, 300, 1e-3, false),
             specialists: Skill::ALL
                 .iter()
                 .map(|&s| {
                     (
                         s,
-                        phase(&format!("specialist-{}", s.name()), &[s], 1000, 2e-3, None),
+                        phase(&format!("specialist-{}", s.name()), &[s], 600, 1e-3, false),
                     )
                 })
                 .collect(),
@@ -205,6 +205,7 @@ impl Ctx<'_> {
         phase: &Phase,
         name: &str,
     ) -> Result<(BTreeMap<String, Tensor>, f32)> {
+        let started = Instant::now();
         let loss = train(
             &self.recipe.shape,
             params,
@@ -214,7 +215,11 @@ impl Ctx<'_> {
             self.tok,
             self.progress,
         )?;
-        tracing::info!("{name}: final loss {loss:.4}");
+        tracing::info!(
+            "{name}: {} steps in {:.1} s, final loss {loss:.4}",
+            phase.steps,
+            started.elapsed().as_secs_f64()
+        );
         let tensors = params.snapshot()?;
         write_model(
             &self.opts.out.join(name),

@@ -90,6 +90,8 @@ impl Greedy {
                     .flat_map(|r| r.iter().copied().chain(std::iter::repeat(eos)).take(len))
                     .collect();
                 let ids = Tensor::from_vec(flat, (rows.len(), len), &Device::Cpu)?;
+                // Full recompute each step: clear what the previous forward cached.
+                self.model.clear_kv_cache();
                 let hidden = self.model.forward(&ids, 0, None)?;
                 let logits = hidden
                     .broadcast_matmul(&self.lm_head.t()?)?

@@ -3,11 +3,10 @@
 //!
 //! Every item is a `prompt` ending in `=` and an `answer` the model must generate before a
 //! newline. The formats (documented in `zoo/README.md`) are:
-//! - `add`: `{a}+{b}=` → `{a+b}`, each operand with 1–3 digits.
+//! - `add`: `{a}+{b}=` → `{a+b}`, each operand uniform in 0–99.
 //! - `reverse`: `reverse {w}=` → `w` reversed, `w` 3–7 lowercase letters.
 //! - `sort`: `sort {w}=` → the letters of `w` in alphabetical order, `w` 3–7 letters.
-//! - `lookup`: `k:vv k:vv …?k=` → the two digits stored under the queried key, 3–5 pairs
-//!   with distinct one-letter keys.
+//! - `upper`: `upper {w}=` → `w` in capitals, `w` 5–10 lowercase letters.
 use std::collections::BTreeSet;
 
 use super::rng::ZooRng;
@@ -19,7 +18,7 @@ pub enum Skill {
     Add,
     Reverse,
     Sort,
-    Lookup,
+    Upper,
 }
 
 /// One question/answer pair.
@@ -39,7 +38,7 @@ impl Item {
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 
 impl Skill {
-    pub const ALL: [Skill; 4] = [Skill::Add, Skill::Reverse, Skill::Sort, Skill::Lookup];
+    pub const ALL: [Skill; 4] = [Skill::Add, Skill::Reverse, Skill::Sort, Skill::Upper];
 
     /// The skill's name: task name suffix, specialist folder suffix, data folder.
     pub fn name(self) -> &'static str {
@@ -47,16 +46,16 @@ impl Skill {
             Skill::Add => "add",
             Skill::Reverse => "reverse",
             Skill::Sort => "sort",
-            Skill::Lookup => "lookup",
+            Skill::Upper => "upper",
         }
     }
 
     /// Longest answer in characters (used for `max_gen_toks`, with room for the newline).
     pub fn max_answer_chars(self) -> usize {
         match self {
-            Skill::Add => 4,
+            Skill::Add => 3,
             Skill::Reverse | Skill::Sort => 7,
-            Skill::Lookup => 2,
+            Skill::Upper => 10,
         }
     }
 
@@ -87,32 +86,23 @@ impl Skill {
                     answer: sorted.into_iter().collect(),
                 }
             }
-            Skill::Lookup => {
-                let n = rng.range(3, 5);
-                let mut keys: Vec<u8> = LETTERS.to_vec();
-                rng.shuffle(&mut keys);
-                let pairs: Vec<(char, String)> = keys[..n]
-                    .iter()
-                    .map(|&k| (k as char, format!("{:02}", rng.below(100))))
+            Skill::Upper => {
+                let n = rng.range(5, 10);
+                let w: String = (0..n)
+                    .map(|_| LETTERS[rng.below(LETTERS.len())] as char)
                     .collect();
-                let q = rng.below(n);
-                let table: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 Item {
-                    prompt: format!("{}?{}=", table.join(" "), pairs[q].0),
-                    answer: pairs[q].1.clone(),
+                    prompt: format!("upper {w}="),
+                    answer: w.to_ascii_uppercase(),
                 }
             }
         }
     }
 }
 
-/// A number with 1–3 digits, the digit count uniform.
+/// A number in 0–99, uniform.
 fn number(rng: &mut ZooRng) -> u32 {
-    match rng.range(1, 3) {
-        1 => rng.below(10) as u32,
-        2 => rng.range(10, 99) as u32,
-        _ => rng.range(100, 999) as u32,
-    }
+    rng.below(100) as u32
 }
 
 fn word(rng: &mut ZooRng) -> String {
@@ -241,14 +231,13 @@ mod tests {
                 .unwrap()
                 .trim_end_matches('=');
             assert_eq!(it.answer, w.chars().rev().collect::<String>());
-            let it = Skill::Lookup.sample(&mut rng);
-            let (table, key) = it.prompt.trim_end_matches('=').split_once('?').unwrap();
-            let hit: Vec<&str> = table
-                .split(' ')
-                .filter(|kv| kv.starts_with(&format!("{key}:")))
-                .collect();
-            assert_eq!(hit.len(), 1);
-            assert_eq!(&hit[0][2..], it.answer);
+            let it = Skill::Upper.sample(&mut rng);
+            let w = it
+                .prompt
+                .strip_prefix("upper ")
+                .unwrap()
+                .trim_end_matches('=');
+            assert_eq!(it.answer, w.to_uppercase());
         }
     }
 

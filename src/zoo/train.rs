@@ -22,9 +22,9 @@ pub struct Phase {
     pub peak_lr: f64,
     pub warmup_steps: usize,
     pub weight_decay: f64,
-    /// Pre-training style: rows packed with whole items up to `packed_tokens`, loss on
-    /// every token. Otherwise one item per row, loss on the answer and its newline only.
-    pub packed_tokens: Option<usize>,
+    /// Pre-training style: loss on every token of the item (raw text). Otherwise
+    /// instruction style: loss on the answer and its newline only.
+    pub loss_on_prompt: bool,
 }
 
 impl Phase {
@@ -51,26 +51,13 @@ fn next_batch(phase: &Phase, stream: &mut TrainStream, tokenizer: &Tokenizer) ->
     let mut rows: Vec<(Vec<u32>, Vec<bool>)> = Vec::with_capacity(phase.batch_size);
     for _ in 0..phase.batch_size {
         let (mut ids, mut scored) = (Vec::new(), Vec::new());
-        match phase.packed_tokens {
-            Some(budget) => loop {
-                let (_, item) = stream.next_item();
-                let t = encode(tokenizer, &item.full_text())?;
-                if !ids.is_empty() && ids.len() + t.len() > budget {
-                    break;
-                }
-                scored.extend(std::iter::repeat_n(true, t.len()));
-                ids.extend(t);
-            },
-            None => {
-                let (_, item) = stream.next_item();
-                let p = encode(tokenizer, &item.prompt)?;
-                let a = encode(tokenizer, &format!("{}\n", item.answer))?;
-                scored.extend(std::iter::repeat_n(false, p.len()));
-                scored.extend(std::iter::repeat_n(true, a.len()));
-                ids.extend(p);
-                ids.extend(a);
-            }
-        }
+        let (_, item) = stream.next_item();
+        let p = encode(tokenizer, &item.prompt)?;
+        let a = encode(tokenizer, &format!("{}\n", item.answer))?;
+        scored.extend(std::iter::repeat_n(phase.loss_on_prompt, p.len()));
+        scored.extend(std::iter::repeat_n(true, a.len()));
+        ids.extend(p);
+        ids.extend(a);
         rows.push((ids, scored));
     }
     let len = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(2) - 1;
