@@ -37,6 +37,10 @@ pub struct BuildArgs {
     /// Multiply every phase's steps (1.0 = the shipped zoo; 0.01 builds in seconds).
     #[arg(long, default_value_t = 1.0)]
     pub steps_scale: f64,
+    /// Train this recipe (JSON, as the build writes to `<out>/recipe.json`) instead of the
+    /// shipped one; `--seed` and `--steps-scale` are then ignored.
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
     /// Replace existing model folders.
     #[arg(long)]
     pub force: bool,
@@ -75,7 +79,15 @@ fn run_build(a: BuildArgs) -> anyhow::Result<()> {
             a.steps_scale
         );
     }
-    let recipe = ZooRecipe::standard(a.seed, a.steps_scale);
+    let recipe = match &a.recipe {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str::<ZooRecipe>(&text)
+                .with_context(|| format!("{}: not a zoo recipe", path.display()))?
+        }
+        None => ZooRecipe::standard(a.seed, a.steps_scale),
+    };
     let opts = BuildOptions {
         out: a.out,
         evals: a.evals,

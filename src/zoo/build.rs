@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::save::{io_err, write_model, write_text, SharedFiles};
@@ -16,7 +16,8 @@ use super::twin::{Params, ZooShape};
 use super::{tokenizer, Error, Result};
 
 /// Everything that determines the zoo's bytes besides the code.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ZooRecipe {
     pub seed: u64,
     pub shape: ZooShape,
@@ -50,18 +51,18 @@ impl ZooRecipe {
                 num_hidden_layers: 3,
                 num_attention_heads: 4,
                 num_key_value_heads: 2,
-                max_position_embeddings: 128,
+                max_position_embeddings: 512,
                 rope_theta: 10000.0,
                 rms_norm_eps: 1e-6,
             },
-            base: phase("base", &Skill::ALL, 2500, 4e-3, true),
-            generalist: phase("generalist", &Skill::ALL, 300, 1e-3, false),
+            base: phase("base", &Skill::ALL, 4000, 4e-3, true),
+            generalist: phase("generalist", &Skill::ALL, 600, 1e-3, false),
             specialists: Skill::ALL
                 .iter()
                 .map(|&s| {
                     (
                         s,
-                        phase(&format!("specialist-{}", s.name()), &[s], 600, 1e-3, false),
+                        phase(&format!("specialist-{}", s.name()), &[s], 800, 2e-3, false),
                     )
                 })
                 .collect(),

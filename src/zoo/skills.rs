@@ -12,7 +12,9 @@ use std::collections::BTreeSet;
 use super::rng::ZooRng;
 
 /// One skill of the zoo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Skill {
     Add,

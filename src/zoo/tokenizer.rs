@@ -91,7 +91,7 @@ pub fn tokenizer_config_json() -> String {
         "clean_up_tokenization_spaces": false,
         "eos_token": ENDOFTEXT,
         "errors": "replace",
-        "model_max_length": 128,
+        "model_max_length": 512,
         "pad_token": ENDOFTEXT,
         "split_special_tokens": false,
         "tokenizer_class": "PreTrainedTokenizerFast",

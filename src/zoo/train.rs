@@ -12,7 +12,8 @@ use super::twin::{Params, Twin, ZooShape};
 use super::Result;
 
 /// One training phase (base pre-training, generalist or specialist fine-tuning).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Phase {
     /// Also the label of the phase's data stream.
     pub name: String,

@@ -15,7 +15,8 @@ use super::rng::ZooRng;
 use super::Result;
 
 /// The architecture hyper-parameters of a zoo model (Qwen2 `config.json` keys).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ZooShape {
     pub vocab_size: usize,
     pub hidden_size: usize,
