@@ -1,12 +1,18 @@
 //! Command line: one file per subcommand. The only place that uses `anyhow`.
 use clap::{Parser, Subcommand};
 
+pub mod bench_eval;
 pub mod eval;
 pub mod merge;
+pub mod synth;
 pub mod zoo;
 
 #[derive(Parser, Debug)]
-#[command(name = "lamarck", version, about = "Evaluation-driven, evolutionary LLM merging")]
+#[command(
+    name = "lamarck",
+    version,
+    about = "Evaluation-driven, evolutionary LLM merging"
+)]
 pub struct Cli {
     /// More logging (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -23,6 +29,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Build or inspect the shipped zoo of tiny trained models.
     Zoo(zoo::ZooArgs),
+    /// Write random Qwen2-layout checkpoints (base + fine-tune-like variants) from a seed.
+    Synth(synth::SynthArgs),
+    /// Benchmark log-likelihood scoring throughput (see tools/eval/bench_eval.py).
+    BenchEval(bench_eval::BenchEvalArgs),
 }
 
 pub fn parse() -> Cli {
@@ -35,6 +45,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(args) => merge::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Zoo(args) => zoo::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::BenchEval(args) => bench_eval::run(args),
     }
 }
 

@@ -1,1 +1,25 @@
-//! See crate docs.
+//! Evaluation: score a Qwen2 model on lm-eval-style task files with candle.
+//!
+//! Scoring is the fitness of every search candidate and a use in its own right, so the
+//! numbers follow transformers + lm-evaluation-harness: the same context/continuation
+//! token split, per-token log-probabilities equal to transformers' within 1e-4 in f32,
+//! `acc_norm` by choice length, and exact match after lm-eval's regex filters.
+//!
+//! - [`config`]: `config.json` → candle's `qwen2::Config`.
+//! - [`weights`]: shards → in-memory tensors (the one door for disk and merged tensors).
+//! - [`lm`]: [`Qwen2Lm`]: batched log-probabilities and greedy generation.
+//! - [`tokenizer`]: `tokenizer.json` + `tokenizer_config.json` (EOS, chat template).
+//! - [`requests`]: lm-eval's log-likelihood requests (context/continuation split, batching).
+pub mod config;
+pub mod error;
+pub mod lm;
+pub mod requests;
+pub mod run;
+pub mod score;
+pub mod task;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use lm::{parse_device, parse_dtype, Qwen2Lm, ScoreRequest, TokenScores};
+pub use tokenizer::TextTokenizer;

@@ -4,6 +4,7 @@ pub mod compat;
 pub mod methods;
 pub mod ops;
 pub mod rng;
+pub mod run;
 
 pub use compat::Compat;
 pub use methods::{lookup, MethodSpec, ParamSpec, Params, TensorJob};

@@ -9,6 +9,7 @@ pub mod error;
 pub mod hf_dir;
 pub mod resolve;
 pub mod safetensors;
+pub mod splitmix;
 pub mod synth;
 pub mod writer;
 

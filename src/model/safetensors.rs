@@ -1,1 +1,319 @@
 //! Validated safetensors headers and mmapped reads.
+//!
+//! A safetensors file is `u64 little-endian header length N`, `N` bytes of JSON
+//! (`{"__metadata__": {..}, name: {dtype, shape, data_offsets: [begin, end]}}`), then the
+//! tensor data, offsets relative to its start. A corrupt or hostile file must not make us
+//! read out of bounds or allocate absurdly, so every entry is checked before any tensor is
+//! used: header length bounded, JSON valid, dtype supported, `shape × dtype size` equal to
+//! the byte range, ranges inside the file and not overlapping. We parse the header
+//! ourselves (rather than through the `safetensors` crate) so each error names the file
+//! and the tensor.
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{DType, Error, Result, TensorInfo};
+
+/// Largest header we accept (the `safetensors` crate's own bound).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// One tensor entry of a validated header.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub info: TensorInfo,
+    /// Absolute byte offset of the data in the file.
+    pub start: u64,
+    /// Byte length of the data.
+    pub len: u64,
+}
+
+/// A validated header of one safetensors file.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub path: PathBuf,
+    /// Tensors by name.
+    pub tensors: BTreeMap<String, TensorEntry>,
+    /// `__metadata__` string entries.
+    pub metadata: BTreeMap<String, String>,
+    /// Size of the file on disk.
+    pub file_len: u64,
+    /// Where tensor data starts (8 + header length).
+    pub data_start: u64,
+}
+
+/// Map a safetensors dtype code to ours; others are an error naming file and tensor.
+pub fn parse_dtype(code: &str, path: &Path, tensor: &str) -> Result<DType> {
+    match code {
+        "F32" => Ok(DType::F32),
+        "F16" => Ok(DType::F16),
+        "BF16" => Ok(DType::BF16),
+        other => Err(Error::UnsupportedDtype {
+            path: path.to_path_buf(),
+            tensor: tensor.to_string(),
+            dtype: other.to_string(),
+        }),
+    }
+}
+
+/// The safetensors dtype code.
+pub fn dtype_code(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "F32",
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+    }
+}
+
+/// Read and validate the header of `path`. With `data_present == false` (header-only
+/// folders for dry runs) the tensor byte ranges are not required to lie inside the file;
+/// everything else is still checked.
+pub fn read_header(path: &Path, data_present: bool) -> Result<Header> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if file_len < 8 {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "not a safetensors file: {file_len} bytes, shorter than the 8-byte header length"
+            ),
+        ));
+    }
+    let mut len_bytes = [0u8; 8];
+    file.read_exact(&mut len_bytes)
+        .map_err(|e| Error::io(path, e))?;
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER_BYTES {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "safetensors header length {header_len} bytes exceeds the {MAX_HEADER_BYTES}-byte limit: corrupt or not a safetensors file"
+            ),
+        ));
+    }
+    if 8 + header_len > file_len {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "truncated: header length is {header_len} bytes but the file has only {} bytes after the length field",
+                file_len - 8
+            ),
+        ));
+    }
+    let mut header_bytes = vec![0u8; header_len as usize];
+    file.read_exact(&mut header_bytes)
+        .map_err(|e| Error::io(path, e))?;
+    let data_start = 8 + header_len;
+    let data_len = file_len - data_start;
+    parse_header(
+        path,
+        &header_bytes,
+        data_start,
+        data_present.then_some(data_len),
+    )
+    .map(|(tensors, metadata)| Header {
+        path: path.to_path_buf(),
+        tensors,
+        metadata,
+        file_len,
+        data_start,
+    })
+}
+
+type Parsed = (BTreeMap<String, TensorEntry>, BTreeMap<String, String>);
+
+fn parse_header(
+    path: &Path,
+    bytes: &[u8],
+    data_start: u64,
+    data_len: Option<u64>,
+) -> Result<Parsed> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::invalid(path, format!("safetensors header is not UTF-8: {e}")))?;
+    let root: Value = serde_json::from_str(text.trim_end_matches(' '))
+        .map_err(|e| Error::invalid(path, format!("safetensors header is not valid JSON: {e}")))?;
+    let Value::Object(root) = root else {
+        return Err(Error::invalid(
+            path,
+            "safetensors header is not a JSON object",
+        ));
+    };
+    let mut tensors = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
+    for (name, value) in root {
+        if name == "__metadata__" {
+            let Value::Object(m) = value else {
+                return Err(Error::invalid(path, "`__metadata__` is not a JSON object"));
+            };
+            for (k, v) in m {
+                if let Value::String(s) = v {
+                    metadata.insert(k, s);
+                }
+            }
+            continue;
+        }
+        let entry = parse_entry(path, &name, &value, data_start, data_len)?;
+        tensors.insert(name, entry);
+    }
+    check_no_overlap(path, &tensors)?;
+    Ok((tensors, metadata))
+}
+
+fn bad(path: &Path, tensor: &str, message: impl Into<String>) -> Error {
+    Error::BadTensor {
+        path: path.to_path_buf(),
+        tensor: tensor.to_string(),
+        message: message.into(),
+    }
+}
+
+fn parse_entry(
+    path: &Path,
+    name: &str,
+    value: &Value,
+    data_start: u64,
+    data_len: Option<u64>,
+) -> Result<TensorEntry> {
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad(path, name, "header entry is not a JSON object"))?;
+    let code = obj
+        .get("dtype")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(path, name, "missing or non-string `dtype`"))?;
+    let dtype = parse_dtype(code, path, name)?;
+    let shape = obj
+        .get("shape")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad(path, name, "missing or non-array `shape`"))?
+        .iter()
+        .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| bad(path, name, "`shape` holds a non-integer dimension"))?;
+    let offsets = obj
+        .get("data_offsets")
+        .and_then(Value::as_array)
+        .and_then(|a| match a.as_slice() {
+            [b, e] => Some((b.as_u64()?, e.as_u64()?)),
+            _ => None,
+        })
+        .ok_or_else(|| bad(path, name, "`data_offsets` is not a pair of integers"))?;
+    let (begin, end) = offsets;
+    if end < begin {
+        return Err(bad(
+            path,
+            name,
+            format!("data_offsets [{begin}, {end}] end before they begin"),
+        ));
+    }
+    let expected = shape
+        .iter()
+        .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| bad(path, name, format!("shape {shape:?} overflows")))?;
+    if expected != end - begin {
+        return Err(bad(
+            path,
+            name,
+            format!(
+                "shape {shape:?} × {code} needs {expected} bytes but data_offsets [{begin}, {end}] span {} bytes",
+                end - begin
+            ),
+        ));
+    }
+    if let Some(data_len) = data_len {
+        if end > data_len {
+            return Err(bad(
+                path,
+                name,
+                format!(
+                    "data_offsets [{begin}, {end}] run past the end of the data ({data_len} bytes): truncated or corrupt file"
+                ),
+            ));
+        }
+    }
+    Ok(TensorEntry {
+        info: TensorInfo {
+            name: name.to_string(),
+            dtype,
+            shape,
+        },
+        start: data_start + begin,
+        len: end - begin,
+    })
+}
+
+fn check_no_overlap(path: &Path, tensors: &BTreeMap<String, TensorEntry>) -> Result<()> {
+    let mut ranges: Vec<(u64, u64, &str)> = tensors
+        .values()
+        .filter(|t| t.len > 0)
+        .map(|t| (t.start, t.start + t.len, t.info.name.as_str()))
+        .collect();
+    ranges.sort_unstable();
+    for pair in ranges.windows(2) {
+        let (_, prev_end, prev) = pair[0];
+        let (start, _, name) = pair[1];
+        if start < prev_end {
+            return Err(bad(
+                path,
+                name,
+                format!("data overlaps the data of tensor `{prev}`"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Convert little-endian bytes of `dtype` to f32 (bulk; exact for every input).
+///
+/// The bytes may be unaligned (they come straight from an mmap); `bytemuck` copies them
+/// into an aligned buffer and `half` converts in bulk, both built optimised even in dev
+/// builds.
+pub fn bytes_to_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    use half::slice::HalfFloatSliceExt;
+    if cfg!(target_endian = "big") {
+        return bytes_to_f32_portable(bytes, dtype);
+    }
+    match dtype {
+        DType::F32 => aligned_copy::<f32>(bytes),
+        // bf16 → f32 is exact: the bf16 bits are the high half of the f32 bits.
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+            .collect(),
+        DType::F16 => {
+            let halves = aligned_copy::<half::f16>(bytes);
+            let mut out = vec![0f32; halves.len()];
+            halves.as_slice().convert_to_f32_slice(&mut out);
+            out
+        }
+    }
+}
+
+/// Copy possibly unaligned bytes into a vector of `T` (a whole number of elements).
+fn aligned_copy<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
+    let n = bytes.len() / std::mem::size_of::<T>();
+    let mut out = vec![T::zeroed(); n];
+    bytemuck::cast_slice_mut::<T, u8>(&mut out)
+        .copy_from_slice(&bytes[..n * std::mem::size_of::<T>()]);
+    out
+}
+
+fn bytes_to_f32_portable(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    let halves = || {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+    };
+    match dtype {
+        DType::F32 => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        DType::BF16 => halves()
+            .map(|b| half::bf16::from_bits(b).to_f32())
+            .collect(),
+        DType::F16 => halves().map(|b| half::f16::from_bits(b).to_f32()).collect(),
+    }
+}

@@ -1,0 +1,465 @@
+//! One task × one model: build prompts (few-shot, optional chat template), score, and
+//! aggregate metrics; per-item records for `--items`.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::lm::Qwen2Lm;
+use super::requests::loglikelihoods;
+use super::score::{
+    acc_norm_prediction, apply_filters, argmax, cut_at_stops, exact_match, mean_stderr,
+};
+use super::task::template::{Target, Templates};
+use super::task::{data, OutputType, TaskSpec};
+use super::tokenizer::TextTokenizer;
+use super::{Error, Result};
+
+/// Seed of the few-shot sampler (lm-eval's default `fewshot_seed`).
+pub const FEWSHOT_SEED: u64 = 1234;
+
+/// How to run a task.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// Split to evaluate (default: the task's test split, else its validation split).
+    pub split: Option<String>,
+    /// Evaluate only the first N documents.
+    pub limit: Option<usize>,
+    pub batch_size: usize,
+    /// Wrap each prompt in the tokenizer's chat template (one user turn).
+    pub apply_chat_template: bool,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            split: None,
+            limit: None,
+            batch_size: 8,
+            apply_chat_template: false,
+        }
+    }
+}
+
+/// One metric's mean and standard error.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricValue {
+    pub value: f64,
+    pub stderr: Option<f64>,
+}
+
+/// A task's scores.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub split: String,
+    pub num_fewshot: usize,
+    /// `acc`, `acc_norm`, `exact_match` or `exact_match,<filter>`, in metric_list order.
+    pub metrics: BTreeMap<String, MetricValue>,
+    pub metric_order: Vec<String>,
+    pub items: usize,
+    pub seconds: f64,
+}
+
+/// One document's outcome (a line of `--items`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemRecord {
+    pub task: String,
+    pub doc_id: usize,
+    pub prompt: String,
+    pub target: String,
+    /// Whether the item counts as correct under the task's first metric.
+    pub correct: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loglikelihoods: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated: Option<String>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Evaluate `task` on `lm`.
+pub fn evaluate_task(
+    lm: &mut Qwen2Lm,
+    tok: &TextTokenizer,
+    task: &TaskSpec,
+    opts: &EvalOptions,
+) -> Result<(TaskResult, Vec<ItemRecord>)> {
+    let start = Instant::now();
+    let split = task.eval_split(opts.split.as_deref())?;
+    let mut docs = data::load_split(task, &split)?;
+    if let Some(n) = opts.limit {
+        docs.truncate(n);
+    }
+    let templates = Templates::new(&task.name);
+    let has_choices = task.doc_to_choice.is_some();
+    let fewshot = FewshotSource::new(task, &split, &templates)?;
+    let mut rng = SplitMix64(FEWSHOT_SEED);
+    let mut prompts = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let mut ctx = task.description.clone();
+        ctx.push_str(&fewshot.context(task, doc, &mut rng)?);
+        ctx.push_str(&templates.text(&task.doc_to_text, doc, i, "doc_to_text")?);
+        if opts.apply_chat_template {
+            ctx = apply_chat_template(tok, &ctx)?;
+        }
+        prompts.push(ctx);
+    }
+    let (metric_order, records) = match &task.output_type {
+        OutputType::MultipleChoice => {
+            multiple_choice(lm, tok, task, &templates, &docs, &prompts, opts)?
+        }
+        OutputType::GenerateUntil {
+            until,
+            max_gen_toks,
+        } => generate(
+            lm,
+            tok,
+            task,
+            &templates,
+            &docs,
+            &prompts,
+            until,
+            *max_gen_toks,
+            has_choices,
+        )?,
+    };
+    let mut metrics = BTreeMap::new();
+    for name in &metric_order {
+        let xs: Vec<f64> = records.iter().map(|r| r.metrics[name]).collect();
+        let (value, stderr) = mean_stderr(&xs);
+        metrics.insert(name.clone(), MetricValue { value, stderr });
+    }
+    Ok((
+        TaskResult {
+            task: task.name.clone(),
+            split,
+            num_fewshot: task.num_fewshot,
+            metrics,
+            metric_order,
+            items: records.len(),
+            seconds: start.elapsed().as_secs_f64(),
+        },
+        records,
+    ))
+}
+
+fn gold_index(
+    target: &Target,
+    choices: &[String],
+    task: &TaskSpec,
+    doc_id: usize,
+) -> Result<usize> {
+    let idx = match target {
+        Target::Index(i) => Some(*i),
+        Target::Text(t) => choices.iter().position(|c| c == t),
+    };
+    idx.filter(|&i| i < choices.len())
+        .ok_or_else(|| Error::Template {
+            task: task.name.clone(),
+            doc_id,
+            key: "doc_to_target".into(),
+            message: format!(
+                "target {target:?} is not one of the {} choices {choices:?}",
+                choices.len()
+            ),
+        })
+}
+
+fn multiple_choice(
+    lm: &mut Qwen2Lm,
+    tok: &TextTokenizer,
+    task: &TaskSpec,
+    templates: &Templates,
+    docs: &[Value],
+    prompts: &[String],
+    opts: &EvalOptions,
+) -> Result<(Vec<String>, Vec<ItemRecord>)> {
+    let choice_spec = task
+        .doc_to_choice
+        .as_ref()
+        .ok_or_else(|| Error::Invalid("no doc_to_choice".into()))?;
+    let mut pairs = Vec::new();
+    let mut per_doc = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let choices = templates.choices(choice_spec, doc, i)?;
+        let target = templates.target(&task.doc_to_target, doc, i, true)?;
+        let gold = gold_index(&target, &choices, task, i)?;
+        for c in &choices {
+            pairs.push((prompts[i].clone(), format!("{}{c}", task.target_delimiter)));
+        }
+        per_doc.push((choices, gold));
+    }
+    let bar = progress(pairs.len() as u64, &task.name);
+    let lls = loglikelihoods(lm, tok, &pairs, opts.batch_size, &mut |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    let order: Vec<String> = task.metrics.iter().map(|m| m.name.clone()).collect();
+    let mut records = Vec::new();
+    let mut at = 0;
+    for (i, (choices, gold)) in per_doc.into_iter().enumerate() {
+        let ll: Vec<f64> = lls[at..at + choices.len()]
+            .iter()
+            .map(|l| l.logprob)
+            .collect();
+        at += choices.len();
+        let mut metrics = BTreeMap::new();
+        for name in &order {
+            let pred = if name == "acc_norm" {
+                acc_norm_prediction(&ll, &choices)
+            } else {
+                argmax(&ll)
+            };
+            metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
+        }
+        records.push(ItemRecord {
+            task: task.name.clone(),
+            doc_id: i,
+            prompt: prompts[i].clone(),
+            target: choices[gold].clone(),
+            correct: order.first().is_some_and(|m| metrics[m] == 1.0),
+            choices: Some(choices),
+            loglikelihoods: Some(ll),
+            generated: None,
+            metrics,
+        });
+    }
+    Ok((order, records))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate(
+    lm: &mut Qwen2Lm,
+    tok: &TextTokenizer,
+    task: &TaskSpec,
+    templates: &Templates,
+    docs: &[Value],
+    prompts: &[String],
+    until: &[String],
+    max_gen_toks: usize,
+    has_choices: bool,
+) -> Result<(Vec<String>, Vec<ItemRecord>)> {
+    let mut stops: Vec<String> = until.to_vec();
+    if let Some(eos) = tok.eos_id {
+        let eos_text = tok.decode(&[eos], false)?;
+        if !stops.contains(&eos_text) {
+            stops.push(eos_text);
+        }
+    }
+    let filters: Vec<(String, Vec<_>)> = if task.filters.is_empty() {
+        vec![(String::new(), Vec::new())]
+    } else {
+        task.filters
+            .iter()
+            .map(|f| (format!(",{}", f.name), f.steps.clone()))
+            .collect()
+    };
+    let mut order = Vec::new();
+    for m in &task.metrics {
+        for (suffix, _) in &filters {
+            order.push(format!("{}{suffix}", m.name));
+        }
+    }
+    let bar = progress(docs.len() as u64, &task.name);
+    let mut records = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let target = match templates.target(&task.doc_to_target, doc, i, has_choices)? {
+            Target::Text(t) => t,
+            Target::Index(idx) => match &task.doc_to_choice {
+                Some(spec) => templates
+                    .choices(spec, doc, i)?
+                    .get(idx)
+                    .cloned()
+                    .unwrap_or_default(),
+                None => idx.to_string(),
+            },
+        };
+        let mut ids = tok.encode(&prompts[i])?;
+        let room = lm.max_length().saturating_sub(max_gen_toks).max(1);
+        if ids.len() > room {
+            ids.drain(..ids.len() - room);
+        }
+        if ids.is_empty() {
+            ids.extend(tok.eos_id);
+        }
+        let eos = tok.eos_id;
+        let mut stop_check = |gen: &[u32]| -> bool {
+            if gen.last().copied() == eos && eos.is_some() {
+                return true;
+            }
+            let text = tok.decode(gen, false).unwrap_or_default();
+            stops
+                .iter()
+                .any(|s| !s.is_empty() && text.contains(s.as_str()))
+        };
+        let gen_ids = lm.generate_greedy(&ids, max_gen_toks, &mut stop_check)?;
+        let text = cut_at_stops(&tok.decode(&gen_ids, true)?, &stops);
+        let mut metrics = BTreeMap::new();
+        for m in &task.metrics {
+            for (suffix, steps) in &filters {
+                let filtered = apply_filters(steps, &text)?;
+                metrics.insert(
+                    format!("{}{suffix}", m.name),
+                    exact_match(&m.exact_match, &filtered, &target)?,
+                );
+            }
+        }
+        records.push(ItemRecord {
+            task: task.name.clone(),
+            doc_id: i,
+            prompt: prompts[i].clone(),
+            target,
+            correct: order.first().is_some_and(|m| metrics[m] == 1.0),
+            choices: None,
+            loglikelihoods: None,
+            generated: Some(text),
+            metrics,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((order, records))
+}
+
+fn progress(len: u64, task: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(task.to_string());
+    bar
+}
+
+/// One user turn through the tokenizer's chat template, with the generation prompt.
+pub fn apply_chat_template(tok: &TextTokenizer, content: &str) -> Result<String> {
+    let template = tok.chat_template.as_ref().ok_or_else(|| {
+        Error::Invalid("--apply-chat-template: tokenizer_config.json has no chat_template".into())
+    })?;
+    let mut env = minijinja::Environment::new();
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    let eos = match tok.eos_id {
+        Some(id) => tok.decode(&[id], false)?,
+        None => String::new(),
+    };
+    env.render_str(
+        template,
+        minijinja::context! {
+            messages => vec![minijinja::context! { role => "user", content => content }],
+            add_generation_prompt => true,
+            bos_token => tok.bos_token.clone().unwrap_or_default(),
+            eos_token => eos,
+        },
+    )
+    .map_err(|e| Error::Invalid(format!("chat template: {e:#}")))
+}
+
+/// Few-shot examples: drawn without replacement from the task's few-shot split with a
+/// fixed seed, skipping the document being evaluated (as lm-eval does when the few-shot
+/// and evaluation splits are the same). The RNG is lamarck's own, so the examples drawn
+/// are reproducible but not the ones Python's `random.Random(1234)` would pick.
+struct FewshotSource {
+    examples: Vec<(Value, String)>,
+    same_split: bool,
+}
+
+impl FewshotSource {
+    fn new(task: &TaskSpec, eval_split: &str, templates: &Templates) -> Result<FewshotSource> {
+        if task.num_fewshot == 0 {
+            return Ok(FewshotSource {
+                examples: Vec::new(),
+                same_split: false,
+            });
+        }
+        let split = task.fewshot_source().ok_or_else(|| Error::Task {
+            path: task.file.clone(),
+            key: "num_fewshot".into(),
+            message: "few-shot examples need a fewshot_split (or training/validation split)".into(),
+        })?;
+        let docs = data::load_split(task, &split)?;
+        let mut examples = Vec::with_capacity(docs.len());
+        for (i, doc) in docs.into_iter().enumerate() {
+            let text = templates.text(&task.doc_to_text, &doc, i, "doc_to_text (few-shot)")?;
+            let target =
+                templates.target(&task.doc_to_target, &doc, i, task.doc_to_choice.is_some())?;
+            let target = match (target, &task.doc_to_choice) {
+                (Target::Index(idx), Some(spec)) => {
+                    let choices = templates.choices(spec, &doc, i)?;
+                    gold_index(&Target::Index(idx), &choices, task, i)
+                        .map(|g| choices[g].clone())?
+                }
+                (Target::Index(idx), None) => idx.to_string(),
+                (Target::Text(t), _) => t,
+            };
+            let shot = format!("{text}{}{target}", task.target_delimiter);
+            examples.push((doc, shot));
+        }
+        if examples.len() < task.num_fewshot {
+            return Err(Error::Task {
+                path: task.file.clone(),
+                key: "num_fewshot".into(),
+                message: format!(
+                    "{} few-shot examples asked, split `{split}` has {}",
+                    task.num_fewshot,
+                    examples.len()
+                ),
+            });
+        }
+        Ok(FewshotSource {
+            examples,
+            same_split: split == eval_split,
+        })
+    }
+
+    fn context(&self, task: &TaskSpec, doc: &Value, rng: &mut SplitMix64) -> Result<String> {
+        if task.num_fewshot == 0 {
+            return Ok(String::new());
+        }
+        let n = task.num_fewshot + usize::from(self.same_split);
+        let picked = rng.sample(self.examples.len(), n.min(self.examples.len()));
+        let shots: Vec<&str> = picked
+            .into_iter()
+            .filter(|&i| !(self.same_split && &self.examples[i].0 == doc))
+            .take(task.num_fewshot)
+            .map(|i| self.examples[i].1.as_str())
+            .collect();
+        Ok(format!(
+            "{}{}",
+            shots.join(&task.fewshot_delimiter),
+            task.fewshot_delimiter
+        ))
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for few-shot sampling.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// `k` distinct indices below `n` (partial Fisher–Yates).
+    fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut pool: Vec<usize> = (0..n).collect();
+        for i in 0..k {
+            let j = i + (self.next() % (n - i) as u64) as usize;
+            pool.swap(i, j);
+        }
+        pool.truncate(k);
+        pool
+    }
+}

@@ -1,0 +1,563 @@
+//! lm-eval task YAML, the documented subset (see `evals/README.md`).
+//!
+//! Parsing is strict as recipes are: every key is known or an error names it with its
+//! YAML path; keys that cannot change scores are accepted and ignored; `!function` hooks
+//! and `process_docs` need Python and are rejected as unsupported.
+pub mod data;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+
+use super::{Error, Result};
+
+/// How a task is scored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputType {
+    /// Log-likelihood of each choice; metrics `acc`, `acc_norm`.
+    MultipleChoice,
+    /// Greedy generation; metric `exact_match` (after filters).
+    GenerateUntil {
+        until: Vec<String>,
+        max_gen_toks: usize,
+    },
+}
+
+/// `exact_match` options (as HF `evaluate`'s exact_match / lm-eval).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExactMatchOptions {
+    pub ignore_case: bool,
+    pub ignore_punctuation: bool,
+    pub regexes_to_ignore: Vec<String>,
+}
+
+/// One entry of `metric_list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSpec {
+    /// `acc`, `acc_norm` or `exact_match`.
+    pub name: String,
+    pub exact_match: ExactMatchOptions,
+}
+
+/// One step of a `filter_list` pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterStep {
+    Regex {
+        pattern: String,
+        group_select: i64,
+        fallback: String,
+    },
+    TakeFirst,
+    Lowercase,
+    Uppercase,
+}
+
+/// A named filter pipeline; its metrics are reported as `metric,name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterSpec {
+    pub name: String,
+    pub steps: Vec<FilterStep>,
+}
+
+/// A parsed task file.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub name: String,
+    /// The task file (errors name it; data paths are relative to its folder).
+    pub file: PathBuf,
+    pub dataset_path: String,
+    pub dataset_name: Option<String>,
+    /// `dataset_kwargs.data_files`: split → file (a single string is the `train` split).
+    pub data_files: BTreeMap<String, String>,
+    pub test_split: Option<String>,
+    pub validation_split: Option<String>,
+    pub training_split: Option<String>,
+    pub fewshot_split: Option<String>,
+    pub description: String,
+    pub doc_to_text: Value,
+    pub doc_to_target: Value,
+    pub doc_to_choice: Option<Value>,
+    pub target_delimiter: String,
+    pub fewshot_delimiter: String,
+    pub num_fewshot: usize,
+    pub output_type: OutputType,
+    pub metrics: Vec<MetricSpec>,
+    pub filters: Vec<FilterSpec>,
+}
+
+/// Keys that do not change scores: accepted and ignored.
+const IGNORED: &[&str] = &[
+    "should_decontaminate",
+    "doc_to_decontamination_query",
+    "metadata",
+    "tag",
+    "group",
+    "repeats",
+    "unsafe_code",
+    "fewshot_config",
+];
+/// Keys that need Python.
+const UNSUPPORTED: &[&str] = &[
+    "process_docs",
+    "process_results",
+    "custom_dataset",
+    "use_prompt",
+    "doc_to_image",
+    "doc_to_audio",
+];
+
+impl TaskSpec {
+    /// Read one task file.
+    pub fn from_file(path: &Path) -> Result<TaskSpec> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        TaskSpec::from_yaml(&text, path)
+    }
+
+    /// Parse task YAML; `path` labels errors and anchors relative data paths.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<TaskSpec> {
+        let err = |key: &str, message: String| Error::Task {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        let root: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| err("(file)", format!("not valid YAML: {e}")))?;
+        let map = root
+            .as_mapping()
+            .ok_or_else(|| err("(file)", "a task file is a YAML mapping".into()))?;
+        let mut fields: BTreeMap<String, Value> = BTreeMap::new();
+        for (k, v) in map {
+            let key = k
+                .as_str()
+                .ok_or_else(|| err("(file)", format!("key {k:?} is not a string")))?;
+            if let Some(tagged) = find_tag(v) {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    key: key.to_string(),
+                    reason: format!(
+                        "`!{tagged}` hooks run Python code, which lamarck cannot; \
+                         replace it with a Jinja template or a field name"
+                    ),
+                });
+            }
+            if UNSUPPORTED.contains(&key) {
+                return Err(Error::Unsupported {
+                    path: path.to_path_buf(),
+                    key: key.to_string(),
+                    reason: "it needs Python; preprocess the data file instead".into(),
+                });
+            }
+            fields.insert(key.to_string(), v.clone());
+        }
+        let known = [
+            "task",
+            "dataset_path",
+            "dataset_name",
+            "dataset_kwargs",
+            "test_split",
+            "validation_split",
+            "training_split",
+            "fewshot_split",
+            "description",
+            "doc_to_text",
+            "doc_to_target",
+            "doc_to_choice",
+            "target_delimiter",
+            "fewshot_delimiter",
+            "num_fewshot",
+            "output_type",
+            "generation_kwargs",
+            "metric_list",
+            "filter_list",
+        ];
+        for key in fields.keys() {
+            if !known.contains(&key.as_str()) && !IGNORED.contains(&key.as_str()) {
+                return Err(err(
+                    key,
+                    format!(
+                        "unknown key; supported keys: {}; ignored: {}",
+                        known.join(", "),
+                        IGNORED.join(", ")
+                    ),
+                ));
+            }
+        }
+        let string = |key: &str| -> Result<Option<String>> {
+            match fields.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                Some(other) => Err(err(key, format!("expected a string, got {other:?}"))),
+            }
+        };
+        let name = string("task")?
+            .ok_or_else(|| err("task", "missing: every task needs a name".into()))?;
+        let dataset_path = string("dataset_path")?.ok_or_else(|| {
+            err(
+                "dataset_path",
+                "missing: a data file or folder (relative to the task file)".into(),
+            )
+        })?;
+        let mut data_files = BTreeMap::new();
+        if let Some(kwargs) = fields.get("dataset_kwargs") {
+            let kwargs = kwargs
+                .as_mapping()
+                .ok_or_else(|| err("dataset_kwargs", "expected a mapping".into()))?;
+            for (k, v) in kwargs {
+                match k.as_str() {
+                    Some("data_files") => match v {
+                        Value::String(s) => {
+                            data_files.insert("train".to_string(), s.clone());
+                        }
+                        Value::Mapping(m) => {
+                            for (split, file) in m {
+                                let (Some(split), Some(file)) = (split.as_str(), file.as_str())
+                                else {
+                                    return Err(err(
+                                        "dataset_kwargs.data_files",
+                                        "expected split: file pairs of strings".into(),
+                                    ));
+                                };
+                                data_files.insert(split.to_string(), file.to_string());
+                            }
+                        }
+                        _ => {
+                            return Err(err(
+                                "dataset_kwargs.data_files",
+                                "expected a file or a mapping split: file".into(),
+                            ))
+                        }
+                    },
+                    other => {
+                        return Err(err(
+                            &format!("dataset_kwargs.{}", other.unwrap_or("?")),
+                            "unknown key; only `data_files` is supported".into(),
+                        ))
+                    }
+                }
+            }
+        }
+        let template_field = |key: &str| -> Result<Option<Value>> {
+            match fields.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v @ (Value::String(_) | Value::Number(_))) => Ok(Some(v.clone())),
+                Some(v @ Value::Sequence(_)) if key == "doc_to_choice" => Ok(Some(v.clone())),
+                Some(v) => Err(err(
+                    key,
+                    format!("expected a template or field name, got {v:?}"),
+                )),
+            }
+        };
+        let doc_to_text = template_field("doc_to_text")?
+            .ok_or_else(|| err("doc_to_text", "missing: a template or field name".into()))?;
+        let doc_to_target = template_field("doc_to_target")?
+            .ok_or_else(|| err("doc_to_target", "missing: a template or field name".into()))?;
+        let doc_to_choice = template_field("doc_to_choice")?;
+        let output_kind = string("output_type")?.unwrap_or_else(|| "generate_until".into());
+        let output_type = match output_kind.as_str() {
+            "multiple_choice" => {
+                if doc_to_choice.is_none() {
+                    return Err(err(
+                        "doc_to_choice",
+                        "missing: multiple_choice tasks need choices".into(),
+                    ));
+                }
+                OutputType::MultipleChoice
+            }
+            "generate_until" => parse_generation(fields.get("generation_kwargs"), &err)?,
+            other => {
+                return Err(err(
+                    "output_type",
+                    format!("`{other}` is not supported; use multiple_choice or generate_until"),
+                ))
+            }
+        };
+        let metrics = parse_metrics(fields.get("metric_list"), &output_type, &err)?;
+        let filters = parse_filters(fields.get("filter_list"), &err)?;
+        let num_fewshot = match fields.get("num_fewshot") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| err("num_fewshot", "expected a non-negative integer".into()))?
+                as usize,
+        };
+        Ok(TaskSpec {
+            name,
+            file: path.to_path_buf(),
+            dataset_path,
+            dataset_name: string("dataset_name")?,
+            data_files,
+            test_split: string("test_split")?,
+            validation_split: string("validation_split")?,
+            training_split: string("training_split")?,
+            fewshot_split: string("fewshot_split")?,
+            description: string("description")?.unwrap_or_default(),
+            doc_to_text,
+            doc_to_target,
+            doc_to_choice,
+            target_delimiter: string("target_delimiter")?.unwrap_or_else(|| " ".into()),
+            fewshot_delimiter: string("fewshot_delimiter")?.unwrap_or_else(|| "\n\n".into()),
+            num_fewshot,
+            output_type,
+            metrics,
+            filters,
+        })
+    }
+
+    /// The split to evaluate: `requested`, else `test_split`, else `validation_split`.
+    pub fn eval_split(&self, requested: Option<&str>) -> Result<String> {
+        requested
+            .map(str::to_string)
+            .or_else(|| self.test_split.clone())
+            .or_else(|| self.validation_split.clone())
+            .ok_or_else(|| Error::Task {
+                path: self.file.clone(),
+                key: "test_split".into(),
+                message:
+                    "no split to evaluate: set test_split or validation_split, or pass --split"
+                        .into(),
+            })
+    }
+
+    /// lm-eval's few-shot source: `fewshot_split`, else training, validation, test split.
+    pub fn fewshot_source(&self) -> Option<String> {
+        self.fewshot_split
+            .clone()
+            .or_else(|| self.training_split.clone())
+            .or_else(|| self.validation_split.clone())
+            .or_else(|| self.test_split.clone())
+    }
+}
+
+/// The tag of the first tagged value inside `v` (`!function utils.process`).
+fn find_tag(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) => Some(t.tag.to_string().trim_start_matches('!').to_string()),
+        Value::Sequence(s) => s.iter().find_map(find_tag),
+        Value::Mapping(m) => m.iter().find_map(|(_, v)| find_tag(v)),
+        _ => None,
+    }
+}
+
+type ErrFn<'a> = dyn Fn(&str, String) -> Error + 'a;
+
+fn parse_generation(kwargs: Option<&Value>, err: &ErrFn) -> Result<OutputType> {
+    let mut until = Vec::new();
+    let mut max_gen_toks = 256;
+    if let Some(v) = kwargs {
+        let m = v
+            .as_mapping()
+            .ok_or_else(|| err("generation_kwargs", "expected a mapping".into()))?;
+        for (k, v) in m {
+            let key = k.as_str().unwrap_or("?");
+            let path = format!("generation_kwargs.{key}");
+            match key {
+                "until" => {
+                    until = match v {
+                        Value::String(s) => vec![s.clone()],
+                        Value::Sequence(s) => s
+                            .iter()
+                            .map(|x| x.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| err(&path, "expected a list of strings".into()))?,
+                        _ => {
+                            return Err(err(&path, "expected a string or a list of strings".into()))
+                        }
+                    }
+                }
+                "max_gen_toks" => {
+                    max_gen_toks = v
+                        .as_u64()
+                        .ok_or_else(|| err(&path, "expected a positive integer".into()))?
+                        as usize
+                }
+                "do_sample" => {
+                    if v.as_bool() == Some(true) {
+                        return Err(err(
+                            &path,
+                            "sampling is not supported; lamarck decodes greedily".into(),
+                        ));
+                    }
+                }
+                "temperature" => {
+                    if v.as_f64().is_some_and(|t| t != 0.0) {
+                        return Err(err(
+                            &path,
+                            "only temperature 0 (greedy) is supported".into(),
+                        ));
+                    }
+                }
+                _ => return Err(err(
+                    &path,
+                    "unknown key; supported: until, max_gen_toks, do_sample: false, temperature: 0"
+                        .into(),
+                )),
+            }
+        }
+    }
+    Ok(OutputType::GenerateUntil {
+        until,
+        max_gen_toks,
+    })
+}
+
+fn parse_metrics(
+    list: Option<&Value>,
+    output: &OutputType,
+    err: &ErrFn,
+) -> Result<Vec<MetricSpec>> {
+    let allowed: &[&str] = match output {
+        OutputType::MultipleChoice => &["acc", "acc_norm"],
+        OutputType::GenerateUntil { .. } => &["exact_match"],
+    };
+    let Some(list) = list else {
+        return Ok(vec![MetricSpec {
+            name: allowed[0].to_string(),
+            exact_match: ExactMatchOptions::default(),
+        }]);
+    };
+    let items = list
+        .as_sequence()
+        .ok_or_else(|| err("metric_list", "expected a list".into()))?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let m = item
+            .as_mapping()
+            .ok_or_else(|| err(&format!("metric_list[{i}]"), "expected a mapping".into()))?;
+        let mut spec = MetricSpec {
+            name: String::new(),
+            exact_match: ExactMatchOptions::default(),
+        };
+        for (k, v) in m {
+            let key = k.as_str().unwrap_or("?");
+            let path = format!("metric_list[{i}].{key}");
+            let as_bool = || {
+                v.as_bool()
+                    .ok_or_else(|| err(&path, "expected true or false".into()))
+            };
+            match key {
+                "metric" => {
+                    let name = v
+                        .as_str()
+                        .ok_or_else(|| err(&path, "expected a name".into()))?;
+                    if !allowed.contains(&name) {
+                        return Err(err(
+                            &path,
+                            format!("`{name}` is not supported here; use one of {allowed:?}"),
+                        ));
+                    }
+                    spec.name = name.to_string();
+                }
+                "aggregation" => {
+                    if v.as_str() != Some("mean") {
+                        return Err(err(&path, "only `mean` aggregation is supported".into()));
+                    }
+                }
+                "higher_is_better" => {}
+                "ignore_case" => spec.exact_match.ignore_case = as_bool()?,
+                "ignore_punctuation" => spec.exact_match.ignore_punctuation = as_bool()?,
+                "regexes_to_ignore" => {
+                    spec.exact_match.regexes_to_ignore = v
+                        .as_sequence()
+                        .and_then(|s| s.iter().map(|x| x.as_str().map(str::to_string)).collect())
+                        .ok_or_else(|| err(&path, "expected a list of regexes".into()))?;
+                    for r in &spec.exact_match.regexes_to_ignore {
+                        regex::Regex::new(r)
+                            .map_err(|e| err(&path, format!("bad regex `{r}`: {e}")))?;
+                    }
+                }
+                _ => return Err(err(&path, "unknown key".into())),
+            }
+        }
+        if spec.name.is_empty() {
+            return Err(err(&format!("metric_list[{i}].metric"), "missing".into()));
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
+
+fn parse_filters(list: Option<&Value>, err: &ErrFn) -> Result<Vec<FilterSpec>> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    let items = list
+        .as_sequence()
+        .ok_or_else(|| err("filter_list", "expected a list".into()))?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| err(&format!("filter_list[{i}].name"), "missing".into()))?;
+        let steps_v = item
+            .get("filter")
+            .and_then(Value::as_sequence)
+            .ok_or_else(|| {
+                err(
+                    &format!("filter_list[{i}].filter"),
+                    "expected a list of steps".into(),
+                )
+            })?;
+        let mut steps = Vec::new();
+        for (j, s) in steps_v.iter().enumerate() {
+            let path = format!("filter_list[{i}].filter[{j}]");
+            let function = s
+                .get("function")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err(&path, "missing `function`".into()))?;
+            steps.push(match function {
+                "regex" => {
+                    let pattern = s
+                        .get("regex_pattern")
+                        .and_then(Value::as_str)
+                        .unwrap_or(r"#### (\-?[0-9\.\,]+)")
+                        .to_string();
+                    regex::Regex::new(&pattern)
+                        .map_err(|e| err(&path, format!("bad regex_pattern `{pattern}`: {e}")))?;
+                    StepCheck::keys(s, &["function", "regex_pattern", "group_select", "fallback"], &path, err)?;
+                    FilterStep::Regex {
+                        pattern,
+                        group_select: s.get("group_select").and_then(Value::as_i64).unwrap_or(0),
+                        fallback: s
+                            .get("fallback")
+                            .and_then(Value::as_str)
+                            .unwrap_or("[invalid]")
+                            .to_string(),
+                    }
+                }
+                "take_first" => FilterStep::TakeFirst,
+                "lowercase" => FilterStep::Lowercase,
+                "uppercase" => FilterStep::Uppercase,
+                other => {
+                    return Err(err(
+                        &path,
+                        format!("filter function `{other}` is not supported (regex, take_first, lowercase, uppercase)"),
+                    ))
+                }
+            });
+        }
+        out.push(FilterSpec {
+            name: name.to_string(),
+            steps,
+        });
+    }
+    Ok(out)
+}
+
+struct StepCheck;
+impl StepCheck {
+    fn keys(v: &Value, allowed: &[&str], path: &str, err: &ErrFn) -> Result<()> {
+        if let Some(m) = v.as_mapping() {
+            for (k, _) in m {
+                let key = k.as_str().unwrap_or("?");
+                if !allowed.contains(&key) {
+                    return Err(err(&format!("{path}.{key}"), "unknown key".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! `model_stock`: interpolate between the base and the average of N ≥ 2 fine-tunes, by a
+//! ratio derived from the angle between their task vectors.
+//!
+//! Formula: `dᵢ = Xᵢ − B`; `cos θ = mean over pairs i<j of clamp(dᵢ·dⱼ / max(‖dᵢ‖‖dⱼ‖, 1e-6),
+//! −1, 1)`; `t = N·cos θ / (1 + (N−1)·cos θ)`, or `t = 0` (keep the base) when
+//! `|1 + (N−1)·cos θ| < 1e-6`; `out = t·mean(X₁..X_N) + (1−t)·B`. Per tensor, or per row
+//! (last dimension) with `filter_wise`.
+//!
+//! Paper: Model Stock: All we need is just a few fine-tuned models (arXiv:2403.19522).
+//!
+//! | name | scope | default | range |
+//! |---|---|---|---|
+//! | `filter_wise` | global | false | bool |
+//!
+//! Matches mergekit 0.1.5 `merge_methods/model_stock.py` (including its singular-denominator
+//! guard). Under f32, lamarck computes dot products and t in f64 (mergekit: f32); under a
+//! 16-bit compute dtype it rounds the task vectors, products, norms, cosines, t and the
+//! blend where mergekit's torch ops do, since t's bf16 precision alone moved 15% of
+//! elements beyond 2 bf16 ulps. Same in both compat profiles.
+//!
+//! ```
+//! use lamarck::merge::methods::{merge_vectors, Params};
+//! let none = Params::new();
+//! // orthogonal task vectors: cos θ = 0 → t = 0 → the base
+//! let out = merge_vectors("model_stock", Some(&[1.0, 1.0]), &[(&[2.0, 1.0], &none), (&[1.0, 2.0], &none)], &none);
+//! assert_eq!(out.unwrap(), [1.0, 1.0]);
+//! // identical task vectors: cos θ = 1 → t = 1 → their average
+//! let out = merge_vectors("model_stock", Some(&[1.0, 1.0]), &[(&[2.0, 3.0], &none), (&[2.0, 3.0], &none)], &none);
+//! assert_eq!(out.unwrap(), [2.0, 3.0]);
+//! ```
+use rayon::prelude::*;
+
+use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
+use crate::merge::ops::{self, round64, CHUNK};
+use crate::model::DType;
+
+pub const SPEC: MethodSpec = MethodSpec {
+    name: "model_stock",
+    pretty_name: "Model Stock",
+    paper: "Model Stock: All we need is just a few fine-tuned models (arXiv:2403.19522)",
+    base: BaseUse::Required,
+    stochastic: false,
+    min_models: 2,
+    max_models: None,
+    kernel: Kernel::ModelStock,
+};
+
+/// Σ r(aᵢ·cᵢ) in f64 over fixed chunks (deterministic for any thread count); `r` rounds
+/// each product to the compute dtype as mergekit's elementwise product does.
+fn dot(a: &[f32], c: &[f32], dtype: DType) -> f64 {
+    let parts: Vec<f64> = a
+        .par_chunks(CHUNK)
+        .zip(c.par_chunks(CHUNK))
+        .map(|(a, c)| {
+            a.iter()
+                .zip(c)
+                .map(|(&a, &c)| match dtype {
+                    DType::F32 => a as f64 * c as f64,
+                    _ => dtype.round(a * c) as f64,
+                })
+                .sum::<f64>()
+        })
+        .collect();
+    parts.iter().sum()
+}
+
+/// The interpolation ratio t for one vector from the task vectors' slices. Scalars are
+/// rounded to the compute dtype where mergekit's torch scalars are (no-op for f32).
+fn ratio(deltas: &[&[f32]], dtype: DType) -> f64 {
+    let r = |x: f64| round64(dtype, x);
+    let k = deltas.len();
+    let norms: Vec<f64> = deltas
+        .iter()
+        .map(|d| r(ops::sum_f64(d, |x| x as f64 * x as f64).sqrt()))
+        .collect();
+    let mut cosines = Vec::new();
+    for i in 0..k {
+        for j in i + 1..k {
+            let product = r(norms[i] * norms[j]).max(1e-6);
+            cosines.push(r(r(dot(deltas[i], deltas[j], dtype)) / product).clamp(-1.0, 1.0));
+        }
+    }
+    let cos = r(cosines.iter().sum::<f64>() / cosines.len() as f64);
+    let denominator = r(1.0 + r((k as f64 - 1.0) * cos));
+    if denominator.abs() < 1e-6 {
+        0.0
+    } else {
+        r(r(k as f64 * cos) / denominator)
+    }
+}
+
+pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
+    let filter_wise = job.global(SPEC.name, "filter_wise", Some(0.0))? != 0.0;
+    let base = job.base.ok_or_else(|| Error::Invalid {
+        method: SPEC.name,
+        message: format!("tensor {}: needs a base_model tensor", job.name),
+    })?;
+    let dtype = job.compute_dtype;
+    let n = base.len();
+    let row = if filter_wise {
+        job.row_len().max(1)
+    } else {
+        n.max(1)
+    };
+    let deltas: Vec<Vec<f32>> = job
+        .models
+        .iter()
+        .map(|m| super::delta(m.data, base, dtype))
+        .collect();
+    let ratios: Vec<f32> = (0..n.div_ceil(row))
+        .map(|r| {
+            let range = r * row..((r + 1) * row).min(n);
+            let ds: Vec<&[f32]> = deltas.iter().map(|d| &d[range.clone()]).collect();
+            ratio(&ds, dtype) as f32
+        })
+        .collect();
+    let k = job.models.len() as f32;
+    let rd = |x: f32| dtype.round(x);
+    let mut out = vec![0f32; n];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let start = c * CHUNK;
+        for (j, o) in o.iter_mut().enumerate() {
+            let idx = start + j;
+            let t = ratios[idx / row];
+            // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
+            let sum = job.models.iter().fold(0f32, |acc, m| rd(acc + m.data[idx]));
+            let mean = rd(sum / k);
+            *o = rd(t * mean) + rd(rd(1.0 - t) * base[idx]);
+        }
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::merge::methods::{merge_vectors, Params};
+
+    #[test]
+    fn t_follows_the_paper_formula_for_three_models() {
+        let none = Params::new();
+        let base = [0.0, 0.0];
+        // Pairwise cosines: (1,0)·(1,1)/√2, (1,0)·(0,1) = 0, (1,1)·(0,1)/√2 → mean √2/3.
+        let ms: [[f32; 2]; 3] = [[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]];
+        let inputs: Vec<(&[f32], &Params)> = ms.iter().map(|m| (&m[..], &none)).collect();
+        let out = merge_vectors("model_stock", Some(&base), &inputs, &none).unwrap();
+        let cos = 2f64.sqrt() / 3.0;
+        let t = 3.0 * cos / (1.0 + 2.0 * cos);
+        let mean = 2.0 / 3.0;
+        for v in out {
+            assert!((v as f64 - t * mean).abs() < 1e-6, "{v}");
+        }
+    }
+
+    #[test]
+    fn opposite_task_vectors_keep_the_base() {
+        let none = Params::new();
+        let out = merge_vectors(
+            "model_stock",
+            Some(&[1.0, 2.0]),
+            &[(&[2.0, 3.0], &none), (&[0.0, 1.0], &none)],
+            &none,
+        )
+        .unwrap();
+        assert_eq!(out, [1.0, 2.0]);
+    }
+}

@@ -1,1 +1,0 @@
-//! Shared tensor math used by several methods (written once).

@@ -1,0 +1,220 @@
+//! torch's CPU sort order, reproduced: libstdc++'s `std::sort` (introsort) on (value, index)
+//! pairs.
+//!
+//! mergekit selects magnitudes with `torch.argsort` / `torch.sort` (`stable=False`). On CPU,
+//! torch copies the values, fills the indices with 0..n and runs `std::sort` on the pairs,
+//! comparing values only, so the order among *equal* values is whatever libstdc++'s
+//! introsort leaves — neither index order nor random. With bf16 task vectors, whose
+//! magnitudes are small multiples of the base's ulp, such ties at the TIES/breadcrumbs
+//! threshold are common, and which tied elements survive changes the merged tensor. This
+//! module replays the same algorithm step by step (median-of-three pivot at
+//! `first+1, mid, last−1`, unguarded partition, depth limit `2·⌊log₂ n⌋` with heapsort
+//! fallback, final insertion sort with threshold 16), so lamarck keeps exactly the elements
+//! mergekit keeps. Verified against torch 2.15 on tie-heavy vectors
+//! (`tests/kernels_golden.rs`).
+
+const THRESHOLD: usize = 16;
+
+struct Sorter<'a, F: Fn(f32, f32) -> bool> {
+    a: &'a mut [(f32, u32)],
+    less: F,
+}
+
+impl<F: Fn(f32, f32) -> bool> Sorter<'_, F> {
+    fn comp(&self, i: usize, j: usize) -> bool {
+        (self.less)(self.a[i].0, self.a[j].0)
+    }
+
+    fn move_median_to_first(&mut self, result: usize, x: usize, y: usize, z: usize) {
+        let pick = if self.comp(x, y) {
+            if self.comp(y, z) {
+                y
+            } else if self.comp(x, z) {
+                z
+            } else {
+                x
+            }
+        } else if self.comp(x, z) {
+            x
+        } else if self.comp(y, z) {
+            z
+        } else {
+            y
+        };
+        self.a.swap(result, pick);
+    }
+
+    fn unguarded_partition(&mut self, mut first: usize, mut last: usize, pivot: usize) -> usize {
+        loop {
+            while self.comp(first, pivot) {
+                first += 1;
+            }
+            last -= 1;
+            while self.comp(pivot, last) {
+                last -= 1;
+            }
+            if first >= last {
+                return first;
+            }
+            self.a.swap(first, last);
+            first += 1;
+        }
+    }
+
+    fn adjust_heap(&mut self, first: usize, mut hole: usize, len: usize, value: (f32, u32)) {
+        let top = hole;
+        let mut child = hole;
+        while child < (len - 1) / 2 {
+            child = 2 * (child + 1);
+            if (self.less)(self.a[first + child].0, self.a[first + child - 1].0) {
+                child -= 1;
+            }
+            self.a[first + hole] = self.a[first + child];
+            hole = child;
+        }
+        if len & 1 == 0 && child == (len - 2) / 2 {
+            child = 2 * (child + 1);
+            self.a[first + hole] = self.a[first + child - 1];
+            hole = child - 1;
+        }
+        // push_heap
+        while hole > top {
+            let parent = (hole - 1) / 2;
+            if !(self.less)(self.a[first + parent].0, value.0) {
+                break;
+            }
+            self.a[first + hole] = self.a[first + parent];
+            hole = parent;
+        }
+        self.a[first + hole] = value;
+    }
+
+    fn heap_sort(&mut self, first: usize, mut last: usize) {
+        let len = last - first;
+        if len >= 2 {
+            let mut parent = (len - 2) / 2;
+            loop {
+                let value = self.a[first + parent];
+                self.adjust_heap(first, parent, len, value);
+                if parent == 0 {
+                    break;
+                }
+                parent -= 1;
+            }
+        }
+        while last - first > 1 {
+            last -= 1;
+            let value = self.a[last];
+            self.a[last] = self.a[first];
+            self.adjust_heap(first, 0, last - first, value);
+        }
+    }
+
+    fn introsort_loop(&mut self, first: usize, mut last: usize, mut depth: u32) {
+        while last - first > THRESHOLD {
+            if depth == 0 {
+                self.heap_sort(first, last);
+                return;
+            }
+            depth -= 1;
+            let mid = first + (last - first) / 2;
+            self.move_median_to_first(first, first + 1, mid, last - 1);
+            let cut = self.unguarded_partition(first + 1, last, first);
+            self.introsort_loop(cut, last, depth);
+            last = cut;
+        }
+    }
+
+    fn unguarded_linear_insert(&mut self, mut last: usize) {
+        let value = self.a[last];
+        let mut next = last - 1;
+        while (self.less)(value.0, self.a[next].0) {
+            self.a[last] = self.a[next];
+            last = next;
+            next -= 1;
+        }
+        self.a[last] = value;
+    }
+
+    fn insertion_sort(&mut self, first: usize, last: usize) {
+        for i in first + 1..last {
+            if self.comp(i, first) {
+                let value = self.a[i];
+                self.a.copy_within(first..i, first + 1);
+                self.a[first] = value;
+            } else {
+                self.unguarded_linear_insert(i);
+            }
+        }
+    }
+
+    fn sort(&mut self) {
+        let n = self.a.len();
+        if n < 2 {
+            return;
+        }
+        self.introsort_loop(0, n, 2 * n.ilog2());
+        if n > THRESHOLD {
+            self.insertion_sort(0, THRESHOLD);
+            for i in THRESHOLD..n {
+                self.unguarded_linear_insert(i);
+            }
+        } else {
+            self.insertion_sort(0, n);
+        }
+    }
+}
+
+/// The permutation `torch.sort(values, descending, stable=False).indices` gives on CPU
+/// (values without NaN).
+pub fn sort_indices(values: &[f32], descending: bool) -> Vec<u32> {
+    let mut pairs: Vec<(f32, u32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, i as u32))
+        .collect();
+    if descending {
+        Sorter {
+            a: &mut pairs,
+            less: |x: f32, y: f32| x > y,
+        }
+        .sort();
+    } else {
+        Sorter {
+            a: &mut pairs,
+            less: |x: f32, y: f32| x < y,
+        }
+        .sort();
+    }
+    pairs.into_iter().map(|(_, i)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_torch_on_a_tie_heavy_vector() {
+        // torch 2.15 CPU: w = [1,2,2,1,2,0,1]*3; torch.argsort(w, descending=True) and
+        // torch.sort(w).indices.
+        let w: Vec<f32> = [1.0, 2.0, 2.0, 1.0, 2.0, 0.0, 1.0].repeat(3);
+        assert_eq!(
+            sort_indices(&w, true),
+            [1, 2, 4, 18, 16, 8, 9, 15, 11, 20, 0, 17, 14, 13, 10, 7, 6, 3, 12, 5, 19]
+        );
+        assert_eq!(
+            sort_indices(&w, false),
+            [19, 5, 12, 10, 20, 17, 14, 13, 0, 7, 6, 3, 9, 8, 11, 4, 15, 16, 18, 2, 1]
+        );
+    }
+
+    #[test]
+    fn sorts() {
+        let w: Vec<f32> = (0..5000).map(|i| ((i * 7919) % 613) as f32).collect();
+        let idx = sort_indices(&w, false);
+        assert!(idx.windows(2).all(|p| w[p[0] as usize] <= w[p[1] as usize]));
+        let mut seen = vec![false; w.len()];
+        idx.iter().for_each(|&i| seen[i as usize] = true);
+        assert!(seen.iter().all(|&s| s));
+    }
+}

@@ -1,0 +1,394 @@
+//! The runner: executes a [`Plan`] tensor by tensor — read f32 inputs, cut embeddings to
+//! the planned shape, call the method's kernel, hand the result to a [`Sink`].
+//!
+//! Tensors are merged in parallel (rayon) in fixed-size batches and handed to the sink in
+//! plan order, and every random stream is keyed by (seed, stage, tensor), so the output is
+//! identical for any thread count. The same code path feeds a model folder ([`DirSink`])
+//! or memory ([`MemorySink`], for search candidates that never touch disk).
+// Errors are cold and carry the file, path, model and tensor a user needs; their size
+// does not matter, so clippy's result_large_err is allowed here.
+#![allow(clippy::result_large_err)]
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::methods::{merge_tensor, ModelTensor, TensorJob};
+use super::rng::RngKey;
+use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter, WriteOptions};
+use crate::plan::{Plan, TensorPlan};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("reading `{tensor}` from model `{model}`: {source}")]
+    Read {
+        model: String,
+        tensor: String,
+        #[source]
+        source: crate::model::Error,
+    },
+    #[error("merging `{tensor}`: {source}")]
+    Kernel {
+        tensor: String,
+        #[source]
+        source: super::methods::Error,
+    },
+    #[error("merging `{tensor}`: {message}")]
+    Invalid { tensor: String, message: String },
+    #[error(transparent)]
+    Model(#[from] crate::model::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {threads} worker threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where input tensors come from (a model folder, or later an in-memory stage output).
+pub trait TensorSource: Sync {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error>;
+}
+
+impl TensorSource for ModelDir {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
+        ModelDir::read_f32(self, name)
+    }
+}
+
+/// Where merged tensors go, in plan order. `data` is f32; the sink stores it as `dtype`.
+pub trait Sink {
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()>;
+}
+
+/// Writes a model folder through [`ModelWriter`].
+pub struct DirSink {
+    pub writer: ModelWriter,
+}
+
+impl Sink for DirSink {
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
+        Ok(self
+            .writer
+            .add_tensor(name, dtype, shape, f32_to_bytes(data, dtype))?)
+    }
+}
+
+/// Keeps tensors in memory, values already rounded to their output dtype (so they equal
+/// what a [`DirSink`] would have written).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub tensors: BTreeMap<String, (Vec<usize>, DType, Vec<f32>)>,
+}
+
+impl Sink for MemorySink {
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
+        let rounded = data.iter().map(|&x| dtype.round(x)).collect();
+        self.tensors
+            .insert(name.to_string(), (shape.to_vec(), dtype, rounded));
+        Ok(())
+    }
+}
+
+/// A stage kept in memory can feed the next stage.
+impl TensorSource for MemorySink {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
+        self.tensors
+            .get(name)
+            .map(|(_, _, data)| data.clone())
+            .ok_or_else(|| crate::model::Error::Invalid {
+                path: PathBuf::from("<memory>"),
+                message: format!("no tensor named `{name}`"),
+            })
+    }
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Worker threads (0 = rayon's default, one per core).
+    pub threads: usize,
+    /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStats {
+    pub tensors: usize,
+    pub bytes_written: u64,
+    pub seconds: f64,
+}
+
+/// Execute `plan`: `sources[i]` serves `plan.models[i]`.
+pub fn run(
+    plan: &Plan,
+    sources: &[&dyn TensorSource],
+    sink: &mut dyn Sink,
+    opts: &RunOptions,
+) -> Result<RunStats> {
+    if sources.len() != plan.models.len() {
+        return Err(Error::Invalid {
+            tensor: String::new(),
+            message: format!("{} sources for {} models", sources.len(), plan.models.len()),
+        });
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::Threads {
+            threads: opts.threads,
+            message: e.to_string(),
+        })?;
+    let started = std::time::Instant::now();
+    let bar = if opts.progress {
+        let bar = indicatif::ProgressBar::new(plan.tensors.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} tensors {elapsed_precise} (eta {eta}) {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(plan.stage.clone());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let batch = pool.current_num_threads().max(1) * 2;
+    let mut written = 0u64;
+    for chunk in plan.tensors.chunks(batch) {
+        let results: Vec<Result<Vec<f32>>> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|t| merge_one(plan, t, sources))
+                .collect()
+        });
+        for (t, result) in chunk.iter().zip(results) {
+            let data = result?;
+            sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
+            written += (data.len() * t.out_dtype.size()) as u64;
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let stats = RunStats {
+        tensors: plan.tensors.len(),
+        bytes_written: written,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(
+        "stage `{}`: merged {} tensors in {:.1}s",
+        plan.stage,
+        stats.tensors,
+        stats.seconds
+    );
+    Ok(stats)
+}
+
+/// Read, cut, round to the compute dtype, merge one tensor.
+fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Result<Vec<f32>> {
+    let load = |input: &crate::plan::TensorInput| -> Result<Vec<f32>> {
+        let data = sources[input.model]
+            .read_f32(&input.tensor)
+            .map_err(|source| Error::Read {
+                model: plan.models[input.model].clone(),
+                tensor: input.tensor.clone(),
+                source,
+            })?;
+        let mut data = cut(data, &input.shape, &t.shape).map_err(|message| Error::Invalid {
+            tensor: t.name.clone(),
+            message,
+        })?;
+        if t.compute_dtype != DType::F32 {
+            for x in &mut data {
+                *x = t.compute_dtype.round(*x);
+            }
+        }
+        Ok(data)
+    };
+    let base = t.base.as_ref().map(load).transpose()?;
+    let models = t
+        .models
+        .iter()
+        .map(|m| load(&m.input))
+        .collect::<Result<Vec<_>>>()?;
+    let job = TensorJob {
+        name: &t.name,
+        shape: &t.shape,
+        base: base.as_deref(),
+        models: models
+            .iter()
+            .zip(&t.models)
+            .map(|(data, m)| ModelTensor {
+                data,
+                params: &m.params,
+            })
+            .collect(),
+        params: &t.params,
+        compute_dtype: t.compute_dtype,
+        rng: RngKey {
+            seed: plan.seed,
+            stage: plan.stage.clone(),
+            tensor: t.name.clone(),
+        },
+        compat: plan.compat,
+    };
+    let out = merge_tensor(plan.method, &job).map_err(|source| Error::Kernel {
+        tensor: t.name.clone(),
+        source,
+    })?;
+    if out.len() != t.numel() {
+        return Err(Error::Invalid {
+            tensor: t.name.clone(),
+            message: format!(
+                "kernel returned {} values for shape {:?}",
+                out.len(),
+                t.shape
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// The top-left `to` part of a row-major `from`-shaped tensor (1-D or 2-D).
+fn cut(data: Vec<f32>, from: &[usize], to: &[usize]) -> Result<Vec<f32>, String> {
+    if from == to {
+        return Ok(data);
+    }
+    match (from, to) {
+        ([n], [m]) if m <= n => Ok(data[..*m].to_vec()),
+        ([r0, cols], [rows, c]) if c <= cols && rows <= r0 => Ok(data
+            .chunks(*cols)
+            .take(*rows)
+            .flat_map(|row| row[..*c].iter().copied())
+            .collect()),
+        _ => Err(format!("cannot cut a tensor of shape {from:?} to {to:?}")),
+    }
+}
+
+/// The files of a model folder that are not weights: config, tokenizer, recipe, card.
+pub struct FolderFiles<'a> {
+    pub plan: &'a Plan,
+    /// Configs/folders of `plan.models`, same order.
+    pub models: &'a [&'a ModelDir],
+    /// This stage's recipe text (written as `mergekit_config.yml` and into the card).
+    pub recipe_text: &'a str,
+    /// References that are Hugging Face ids (for the card's `base_model:` list).
+    pub hub_ids: Vec<String>,
+}
+
+/// Merge `plan` into the folder `out` (refused if it exists unless `opts.force`). Inputs
+/// must already be open (validated); the folder appears only when complete.
+pub fn write_folder(
+    files: &FolderFiles,
+    out: &Path,
+    write: WriteOptions,
+    opts: &RunOptions,
+) -> Result<(PathBuf, RunStats)> {
+    let writer = ModelWriter::create(out, write)?;
+    let sources: Vec<&dyn TensorSource> = files
+        .models
+        .iter()
+        .map(|m| *m as &dyn TensorSource)
+        .collect();
+    let mut sink = DirSink { writer };
+    let stats = run(files.plan, &sources, &mut sink, opts)?;
+    let writer = sink.writer;
+    let dir = writer.temp_path().to_path_buf();
+    let io = |path: PathBuf| move |source| Error::Io { path, source };
+    let plan = files.plan;
+
+    let mut config = files.models[plan.config_donor].config.clone();
+    if let Some(n) = plan.num_hidden_layers {
+        config.set_num_hidden_layers(n);
+    }
+    if let Some(dtype) = plan.config_dtype {
+        config.set_dtype(dtype);
+    }
+    config.write(&dir.join("config.json"))?;
+
+    // tokenizer, chat template and generation config travel from the tokenizer donor
+    let donor = files.models[plan.tokenizer_donor];
+    for name in donor.tag_along_files() {
+        let from = donor.path.join(name);
+        std::fs::copy(&from, dir.join(name)).map_err(io(from.clone()))?;
+    }
+    std::fs::write(dir.join("mergekit_config.yml"), files.recipe_text)
+        .map_err(io(dir.join("mergekit_config.yml")))?;
+    std::fs::write(dir.join("README.md"), model_card(files, out))
+        .map_err(io(dir.join("README.md")))?;
+    let path = writer.finish()?;
+    Ok((path, stats))
+}
+
+/// The README.md model card: front matter (base models, tags), method, models, recipe.
+pub fn model_card(files: &FolderFiles, out: &Path) -> String {
+    let plan = files.plan;
+    let title = out
+        .file_name()
+        .map_or_else(|| plan.stage.clone(), |n| n.to_string_lossy().into_owned());
+    let mut s = String::from("---\n");
+    if !files.hub_ids.is_empty() {
+        s.push_str("base_model:\n");
+        for id in &files.hub_ids {
+            s.push_str(&format!("- {id}\n"));
+        }
+    }
+    s.push_str("library_name: transformers\ntags:\n- merge\n- lamarck\n---\n");
+    s.push_str(&format!("# {title}\n\nThis is a merge of pre-trained language models created with lamarck {}, which runs mergekit recipes with its own kernels.\n\n", env!("CARGO_PKG_VERSION")));
+    s.push_str("## Merge details\n\n");
+    let method = plan.method;
+    let base = plan
+        .tensors
+        .iter()
+        .find_map(|t| t.base.as_ref())
+        .map(|b| plan.models[b.model].clone());
+    s.push_str(&format!(
+        "- Method: [{}]({})",
+        method.pretty_name, method.paper
+    ));
+    if let Some(b) = &base {
+        s.push_str(&format!(", using `{b}` as a base"));
+    }
+    s.push_str(&format!(
+        "\n- Stage: `{}`\n- Seed: {}\n- Compatibility profile: `{}`\n\n### Models merged\n\n",
+        plan.stage,
+        plan.seed,
+        plan.compat.name()
+    ));
+    let mut used: Vec<usize> = plan
+        .tensors
+        .iter()
+        .flat_map(|t| t.inputs().map(|i| i.model))
+        .collect();
+    used.sort_unstable();
+    used.dedup();
+    for m in used {
+        s.push_str(&format!("- `{}`\n", plan.models[m]));
+    }
+    s.push_str("\n### Recipe\n\n```yaml\n");
+    s.push_str(files.recipe_text.trim_end());
+    s.push_str("\n```\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_takes_the_top_left_part() {
+        let m: Vec<f32> = (0..12).map(|x| x as f32).collect();
+        assert_eq!(
+            cut(m.clone(), &[3, 4], &[2, 3]).unwrap(),
+            vec![0., 1., 2., 4., 5., 6.]
+        );
+        assert_eq!(cut(m.clone(), &[3, 4], &[3, 4]).unwrap(), m);
+        assert_eq!(cut(vec![1., 2., 3.], &[3], &[2]).unwrap(), vec![1., 2.]);
+        assert!(cut(m, &[3, 4], &[4, 4]).is_err());
+    }
+}

@@ -1,0 +1,123 @@
+//! Errors of the `recipe` module: every one says which file, which document and which YAML
+//! path is wrong, and what to do about it.
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in a recipe something is: file, document number (1-based) and YAML path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub file: PathBuf,
+    /// 1-based document number within a multi-document file.
+    pub document: usize,
+    /// YAML path such as `slices[1].sources[0].parameters.density` (empty = the document).
+    pub path: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (document {})", self.file.display(), self.document)?;
+        if !self.path.is_empty() {
+            write!(f, ", at `{}`", self.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// `" (did you mean `x`?)"` or nothing.
+pub(crate) fn hint(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} (document {document}, line {line}): invalid YAML: {message}")]
+    Yaml {
+        file: PathBuf,
+        document: usize,
+        line: usize,
+        message: String,
+    },
+    #[error("{at}: unknown key `{key}`{}; mergekit would silently ignore it. Known keys here: {known}", hint(.suggestion))]
+    UnknownKey {
+        at: Location,
+        key: String,
+        suggestion: Option<String>,
+        known: String,
+    },
+    #[error("{at}: merge method `{method}` does not use parameter `{param}`{}; it accepts: {accepted}", hint(.suggestion))]
+    UnusedParameter {
+        at: Location,
+        method: String,
+        param: String,
+        suggestion: Option<String>,
+        accepted: String,
+    },
+    #[error("{at}: unknown merge method `{method}`{}; supported: {supported}", hint(.suggestion))]
+    UnknownMethod {
+        at: Location,
+        method: String,
+        suggestion: Option<String>,
+        supported: String,
+    },
+    #[error("{at}: {message}")]
+    Invalid { at: Location, message: String },
+    #[error("{at}: {feature} is not supported yet{}", if .advice.is_empty() { String::new() } else { format!("; {}", .advice) })]
+    Unsupported {
+        at: Location,
+        feature: String,
+        advice: String,
+    },
+    #[error("{file}: {message}")]
+    Stages { file: PathBuf, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Levenshtein distance (for "did you mean").
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The candidate closest to `word`, if it is close enough to be a plausible typo.
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (distance(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_keys_only() {
+        let keys = ["density", "weight", "epsilon", "lambda"];
+        assert_eq!(closest("desnity", keys).as_deref(), Some("density"));
+        assert_eq!(closest("wieght", keys).as_deref(), Some("weight"));
+        assert_eq!(closest("temperature", keys), None);
+    }
+}
