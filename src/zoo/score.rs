@@ -178,10 +178,13 @@ pub fn read_items(path: &Path) -> Result<Vec<Item>> {
 /// Equal-weight average of `models`.
 pub fn linear_merge(models: &[&BTreeMap<String, Tensor>]) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
-    for name in models[0].keys() {
-        let mut sum = models[0][name].clone();
+    let Some(first) = models.first() else {
+        return Ok(out);
+    };
+    for (name, t) in first.iter() {
+        let mut sum = t.clone();
         for m in &models[1..] {
-            sum = (sum + &m[name])?;
+            sum = (sum + tensor(m, name)?)?;
         }
         out.insert(name.clone(), (sum / models.len() as f64)?);
     }
@@ -201,7 +204,7 @@ pub fn ties_merge(
         let bv = b.flatten_all()?.to_vec1::<f32>()?;
         let mut deltas = Vec::new();
         for m in models {
-            let mv = m[name].flatten_all()?.to_vec1::<f32>()?;
+            let mv = tensor(m, name)?.flatten_all()?.to_vec1::<f32>()?;
             let mut d: Vec<f32> = mv.iter().zip(&bv).map(|(x, y)| x - y).collect();
             let k = ((d.len() as f64) * density).round() as usize;
             if k < d.len() {
@@ -241,4 +244,10 @@ pub fn ties_merge(
         );
     }
     Ok(out)
+}
+
+fn tensor<'a>(model: &'a BTreeMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
+    model.get(name).ok_or_else(|| Error::MissingTensor {
+        name: name.to_string(),
+    })
 }
