@@ -55,8 +55,8 @@ impl ZooRecipe {
                 rope_theta: 10000.0,
                 rms_norm_eps: 1e-6,
             },
-            base: phase("base", &Skill::ALL, 4000, 4e-3, true),
-            generalist: phase("generalist", &Skill::ALL, 600, 1e-3, false),
+            base: phase("base", &Skill::ALL, 2500, 4e-3, true),
+            generalist: phase("generalist", &Skill::ALL, 300, 1e-3, false),
             specialists: Skill::ALL
                 .iter()
                 .map(|&s| {
