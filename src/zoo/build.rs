@@ -98,6 +98,14 @@ pub fn specialist_name(skill: Skill) -> String {
 pub fn build(recipe: &ZooRecipe, opts: &BuildOptions) -> Result<BuildReport> {
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out).map_err(io_err(&opts.out))?;
+    // Refuse before hours of training, not after: every model folder the build will write.
+    if !opts.force {
+        let mut names = vec!["base".to_string(), "generalist".to_string()];
+        names.extend(recipe.specialists.iter().map(|(s, _)| specialist_name(*s)));
+        if let Some(existing) = names.iter().map(|n| opts.out.join(n)).find(|p| p.exists()) {
+            return Err(Error::Exists { path: existing });
+        }
+    }
     let tok = tokenizer::build()?;
     let shared = SharedFiles {
         tokenizer_json: tokenizer::tokenizer_json(&tok)?,

@@ -71,10 +71,11 @@ fn pretty(value: &serde_json::Value) -> String {
     text
 }
 
+/// A tensor's shape and its bf16 little-endian bytes.
+pub type Bf16Tensor = (Vec<usize>, Vec<u8>);
+
 /// bf16 little-endian bytes of every tensor, by name.
-pub fn to_bf16_bytes(
-    tensors: &BTreeMap<String, Tensor>,
-) -> Result<BTreeMap<String, (Vec<usize>, Vec<u8>)>> {
+pub fn to_bf16_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Bf16Tensor>> {
     let mut out = BTreeMap::new();
     for (name, t) in tensors {
         let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
