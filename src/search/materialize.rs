@@ -31,7 +31,7 @@ pub struct StageOutput {
     pub config: HfConfig,
     /// Folder whose tokenizer files the stage's output carries.
     pub tokenizer_dir: PathBuf,
-    /// The vocabulary a later stage's `tokenizer_source` reads from this output.
+    /// Its vocabulary, for later stages with `tokenizer_source`.
     pub tokenizer: TokenizerOrigin,
     /// f32 bytes held.
     pub bytes: u64,
@@ -277,12 +277,7 @@ impl Materializer {
 /// The `config.json` a stage writes: its donor's, with the layer count and dtype it sets.
 pub(crate) fn output_config(plan: &Plan, inputs: &[InputModel]) -> HfConfig {
     let mut config = inputs[plan.config_donor].config.clone();
-    if let Some(n) = plan.num_hidden_layers {
-        config.set_num_hidden_layers(n);
-    }
-    if let Some(d) = plan.config_dtype {
-        config.set_dtype(d);
-    }
+    plan.update_config(&mut config);
     config
 }
 
