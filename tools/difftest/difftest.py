@@ -108,7 +108,9 @@ def load_with_transformers(out):
 
     tl.disable_progress_bar()
 
-    m = AutoModelForCausalLM.from_pretrained(out, dtype="auto")
+    m, info = AutoModelForCausalLM.from_pretrained(out, dtype="auto", output_loading_info=True)
+    if info.get("missing_keys"):
+        return f"transformers initialised missing weights {sorted(info['missing_keys'])[:3]}"
     ids = torch.tensor([[0, 1, 2, 3]])
     with torch.no_grad():
         logits = m(ids).logits
@@ -170,7 +172,9 @@ def one_case(i, seed, work, keep_all=False):
     except Exception as e:  # noqa: BLE001
         mk_err = f"{type(e).__name__}: {e}"[:400]
     info["mk_s"] = round(time.time() - t, 2)
-    rc, log, secs = run_lamarck(os.path.join(case, "recipe.yaml"), la_out, os.path.join(case, "la-stages"), mk_seed)
+    extra = ["--shard-size", r.choice(["2K", "20K"])] if r.random() < 0.2 else []
+    info["la_extra"] = extra
+    rc, log, secs = run_lamarck(os.path.join(case, "recipe.yaml"), la_out, os.path.join(case, "la-stages"), mk_seed, extra=extra)
     info["la_s"] = round(secs, 2)
     info["la_rc"] = rc
     problems = []
@@ -213,6 +217,18 @@ def check_outputs(docs, models, mk_out, la_out, method, info):
     A, B = compare.load_dir(la_out), compare.load_dir(mk_out)
     if set(A) != set(B):
         problems.append(f"tensor names: lamarck-only {sorted(set(A) - set(B))[:5]} mergekit-only {sorted(set(B) - set(A))[:5]}")
+    shards = sorted(f for f in os.listdir(la_out) if f.endswith(".safetensors"))
+    if len(shards) > 1:
+        idx = os.path.join(la_out, "model.safetensors.index.json")
+        if not os.path.exists(idx):
+            problems.append(f"{len(shards)} shards but no index.json")
+        else:
+            wm = json.load(open(idx))["weight_map"]
+            if set(wm) != set(A) or not set(wm.values()) <= set(shards):
+                problems.append("index.json weight_map does not match the shards")
+            n = len(shards)
+            if shards != [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)]:
+                problems.append(f"shard names {shards[:3]}")
     ca, cb = compare.config(la_out), compare.config(mk_out)
     for k in ("num_hidden_layers", "vocab_size", "tie_word_embeddings"):
         if ca.get(k) != cb.get(k):

@@ -152,7 +152,20 @@ def make_family(r: random.Random, root, n_variants=4):
         path = os.path.join(root, name)
         os.makedirs(path, exist_ok=True)
         tensors = {k: torch.tensor(v, dtype=torch.float32).to(TORCH_DT[dt]).contiguous() for k, v in out.items()}
-        save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
+        if r.random() < 0.15:  # sharded input with an index
+            names = sorted(tensors)
+            half = len(names) // 2
+            wm, total = {}, 0
+            for si, part in enumerate([names[:half], names[half:]]):
+                fn = f"model-{si + 1:05d}-of-00002.safetensors"
+                save_file({k: tensors[k] for k in part}, os.path.join(path, fn), metadata={"format": "pt"})
+                for k in part:
+                    wm[k] = fn
+                    total += tensors[k].numel() * tensors[k].element_size()
+            with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
+                json.dump({"metadata": {"total_size": total}, "weight_map": wm}, f, indent=2)
+        else:
+            save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
         write_config(path, sh, sh.L, V, tied, dt, style)
         tokenizer_files(path, ntok, 0 if V == sh.V else 2)
         models.append(Model(path, name, sh.L, V, ntok, tied, dt))
