@@ -96,9 +96,9 @@ def make_family(r: random.Random, root, n_variants=4):
     fam_tied = r.random() < 0.4
     mixed_dt = r.random() < 0.08
     mixed_tied = r.random() < 0.1
-    vocab_mismatch = r.random() < 0.12
+    vocab_mismatch = r.random() < float(os.environ.get("DIFFTEST_VOCAB_P", "0.12"))
     style = r.choice(["v4", "v5"])
-    tok_pad = r.random() < 0.2
+    tok_pad = r.random() < float(os.environ.get("DIFFTEST_TOKPAD_P", "0.2"))
     base_w = {}
     for n, s in sh.weights(sh.L, sh.V).items():
         base_w[n] = 1.0 + nr.normal(0, 0.05, s) if n.endswith("norm.weight") else nr.normal(0, 0.08, s)
@@ -296,7 +296,7 @@ def recipe(r: random.Random, method, models, sh):
         rec["dtype"] = r.choice(["float32", "float32", "bfloat16", "float16"])
     if r.random() < 0.25:
         rec["out_dtype"] = r.choice(["float32", "bfloat16", "float16"])
-    if r.random() < 0.2:
+    if r.random() < float(os.environ.get("DIFFTEST_TOKENIZER_P", "0.2")):
         rec["tokenizer_source"] = "base" if (use_base and r.random() < 0.5) else r.choice(picks).path
     return rec
 
