@@ -3,7 +3,10 @@ use clap::{Parser, Subcommand};
 
 pub mod bench_eval;
 pub mod eval;
+pub mod evolve;
+pub mod export;
 pub mod merge;
+pub mod report;
 pub mod synth;
 pub mod zoo;
 
@@ -33,6 +36,12 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Benchmark log-likelihood scoring throughput (see tools/eval/bench_eval.py).
     BenchEval(bench_eval::BenchEvalArgs),
+    /// Search a recipe's genes (evolutionary merging); records in results/<run>/.
+    Evolve(evolve::EvolveArgs),
+    /// Write a recorded candidate as a recipe for `lamarck merge`.
+    Export(export::ExportArgs),
+    /// Summarize a search: frontier, best vs start vs parents, plot.
+    Report(report::ReportArgs),
 }
 
 pub fn parse() -> Cli {
@@ -47,6 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(args) => zoo::run(args),
         Command::Synth(args) => synth::run(args),
         Command::BenchEval(args) => bench_eval::run(args),
+        Command::Evolve(args) => evolve::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 
@@ -63,4 +75,50 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+/// The error and its causes joined with ": ", skipping a cause whose text the message
+/// before it already contains (library errors often include their source in their own
+/// message, and repeating it makes the line unreadable).
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading config.json: {source}")]
+    struct Outer {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_chain_does_not_repeat_a_cause_already_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = anyhow::Error::new(Outer { source: io }).context("stage `final`");
+        assert_eq!(
+            error_chain(&err),
+            "stage `final`: reading config.json: No such file"
+        );
+    }
+
+    #[test]
+    fn error_chain_keeps_distinct_causes() {
+        let err = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(error_chain(&err), "outer: inner cause");
+    }
 }

@@ -322,7 +322,14 @@ fn generate(
     Ok((order, records))
 }
 
+/// Whether tasks show their own progress bars (the search turns them off: it shows one
+/// bar for the whole run).
+pub static SHOW_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 fn progress(len: u64, task: &str) -> indicatif::ProgressBar {
+    if !SHOW_PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) =
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]")
@@ -426,7 +433,12 @@ impl FewshotSource {
             return Ok(String::new());
         }
         let n = task.num_fewshot + usize::from(self.same_split);
-        let picked = rng.sample(self.examples.len(), n.min(self.examples.len()));
+        let n = n.min(self.examples.len());
+        let picked = if task.fewshot_first_n {
+            (0..n).collect()
+        } else {
+            rng.sample(self.examples.len(), n)
+        };
         let shots: Vec<&str> = picked
             .into_iter()
             .filter(|&i| !(self.same_split && &self.examples[i].0 == doc))

@@ -15,8 +15,9 @@ use rayon::prelude::*;
 
 use super::methods::{merge_tensor, ModelTensor, TensorJob};
 use super::rng::RngKey;
+use crate::model::vocab::{relayout, strip_tokenizer_files, OutputVocab, Rows};
 use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter, WriteOptions};
-use crate::plan::{Plan, TensorPlan};
+use crate::plan::{Plan, RecipePlan, StageInput, TensorPlan};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +37,12 @@ pub enum Error {
     },
     #[error("merging `{tensor}`: {message}")]
     Invalid { tensor: String, message: String },
+    #[error("merging `{tensor}`: tokenizer_source: {source}")]
+    Vocab {
+        tensor: String,
+        #[source]
+        source: crate::model::vocab::Error,
+    },
     #[error(transparent)]
     Model(#[from] crate::model::Error),
     #[error("{path}: {source}")]
@@ -158,9 +165,9 @@ pub fn run(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let batch = pool.current_num_threads().max(1) * 2;
     let mut written = 0u64;
-    for chunk in plan.tensors.chunks(batch) {
+    for range in plan.batches(pool.current_num_threads()) {
+        let chunk = &plan.tensors[range];
         let results: Vec<Result<Vec<f32>>> = pool.install(|| {
             chunk
                 .par_iter()
@@ -189,8 +196,48 @@ pub fn run(
     Ok(stats)
 }
 
-/// Read, cut, round to the compute dtype, merge one tensor.
+/// Run every stage of `planned` in memory, each stage reading the previous stages'
+/// memory sinks: what `lamarck merge` would write, without touching disk. Returns the
+/// output stage's tensors. `planned` must have been opened with data (not header-only).
+pub fn materialize(planned: &RecipePlan, opts: &RunOptions) -> Result<MemorySink> {
+    let mut done: Vec<(usize, MemorySink)> = Vec::new();
+    for stage in &planned.stages {
+        let sources = stage
+            .inputs
+            .iter()
+            .map(|input| match input {
+                StageInput::Folder(path) => {
+                    planned.opened.get(path).map(|d| d as &dyn TensorSource)
+                }
+                StageInput::Stage(d) => done
+                    .iter()
+                    .find(|(i, _)| i == d)
+                    .map(|(_, s)| s as &dyn TensorSource),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Invalid {
+                tensor: String::new(),
+                message: format!(
+                    "stage `{}`: an input was not opened or not built (internal error)",
+                    stage.plan.stage
+                ),
+            })?;
+        let mut sink = MemorySink::default();
+        run(&stage.plan, &sources, &mut sink, opts)?;
+        done.push((stage.index, sink));
+    }
+    done.pop()
+        .map(|(_, sink)| sink)
+        .ok_or_else(|| Error::Invalid {
+            tensor: String::new(),
+            message: "no stage to run".into(),
+        })
+}
+
+/// Read, cut (or re-lay out to the output vocabulary), round to the compute dtype, merge
+/// one tensor.
 fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Result<Vec<f32>> {
+    let vocab = plan.vocab.as_deref().filter(|_| t.is_embed);
     let load = |input: &crate::plan::TensorInput| -> Result<Vec<f32>> {
         let data = sources[input.model]
             .read_f32(&input.tensor)
@@ -199,23 +246,31 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
                 tensor: input.tensor.clone(),
                 source,
             })?;
-        let mut data = cut(data, &input.shape, &t.shape).map_err(|message| Error::Invalid {
-            tensor: t.name.clone(),
-            message,
-        })?;
-        if t.compute_dtype != DType::F32 {
+        let mut data = match vocab {
+            Some(_) => data,
+            None => cut(data, &input.shape, &t.shape).map_err(|message| Error::Invalid {
+                tensor: t.name.clone(),
+                message,
+            })?,
+        };
+        // mergekit casts inputs to the compute dtype on load; values already stored in it
+        // are unchanged by that cast.
+        if t.compute_dtype != DType::F32 && input.dtype != t.compute_dtype {
             for x in &mut data {
                 *x = t.compute_dtype.round(*x);
             }
         }
         Ok(data)
     };
-    let base = t.base.as_ref().map(load).transpose()?;
-    let models = t
+    let mut base = t.base.as_ref().map(load).transpose()?;
+    let mut models = t
         .models
         .iter()
         .map(|m| load(&m.input))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(v) = vocab {
+        (base, models) = relayout_inputs(plan, t, v, base, models)?;
+    }
     let job = TensorJob {
         name: &t.name,
         shape: &t.shape,
@@ -252,6 +307,40 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
         });
     }
     Ok(out)
+}
+
+/// mergekit's `PermutedVocabulary`: every input of embedding `t` moved to the output
+/// vocabulary's ids (fill rows for tokens an input lacks, padding rows).
+fn relayout_inputs(
+    plan: &Plan,
+    t: &TensorPlan,
+    vocab: &OutputVocab,
+    base: Option<Vec<f32>>,
+    models: Vec<Vec<f32>>,
+) -> Result<(Option<Vec<f32>>, Vec<Vec<f32>>)> {
+    let has_base = base.is_some();
+    let rows: Vec<Rows> = base
+        .into_iter()
+        .chain(models)
+        .zip(t.inputs())
+        .map(|(data, input)| Rows {
+            model: input.model,
+            name: &plan.models[input.model],
+            data,
+        })
+        .collect();
+    let base_pos = t
+        .base_model
+        .and_then(|b| rows.iter().position(|r| r.model == b));
+    let cols = t.shape.get(1).copied().unwrap_or(0);
+    let mut out = relayout(vocab, rows, base_pos, cols, t.compute_dtype, &t.name)
+        .map_err(|source| Error::Vocab {
+            tensor: t.name.clone(),
+            source,
+        })?
+        .into_iter();
+    let base = if has_base { out.next() } else { None };
+    Ok((base, out.collect()))
 }
 
 /// The top-left `to` part of a row-major `from`-shaped tensor (1-D or 2-D).
@@ -303,12 +392,7 @@ pub fn write_folder(
     let plan = files.plan;
 
     let mut config = files.models[plan.config_donor].config.clone();
-    if let Some(n) = plan.num_hidden_layers {
-        config.set_num_hidden_layers(n);
-    }
-    if let Some(dtype) = plan.config_dtype {
-        config.set_dtype(dtype);
-    }
+    plan.update_config(&mut config);
     config.write(&dir.join("config.json"))?;
 
     // tokenizer, chat template and generation config travel from the tokenizer donor
@@ -316,6 +400,13 @@ pub fn write_folder(
     for name in donor.tag_along_files() {
         let from = donor.path.join(name);
         std::fs::copy(&from, dir.join(name)).map_err(io(from.clone()))?;
+    }
+    // `tokenizer_source: base` whose tokenizer has ids beyond the base's vocab_size
+    if let Some(n) = plan.vocab.as_ref().and_then(|v| v.strip_at) {
+        strip_tokenizer_files(&dir, n).map_err(|source| Error::Vocab {
+            tensor: "tokenizer.json".into(),
+            source,
+        })?;
     }
     std::fs::write(dir.join("mergekit_config.yml"), files.recipe_text)
         .map_err(io(dir.join("mergekit_config.yml")))?;

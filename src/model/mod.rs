@@ -11,6 +11,7 @@ pub mod resolve;
 pub mod safetensors;
 pub mod splitmix;
 pub mod synth;
+pub mod vocab;
 pub mod writer;
 
 pub use arch::{Architecture, WeightInfo};
