@@ -55,6 +55,10 @@ fn read(dir: &Path) -> BTreeMap<String, Tensor> {
     out
 }
 
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Run the case's recipe; return the output folder (inside `tmp`).
 fn merge(case: &str, tmp: &Path) -> PathBuf {
     let recipe = format!("tests/golden/regress/{case}/recipe.yaml");
@@ -86,6 +90,38 @@ fn assert_matches_golden(case: &str, out: &Path) {
     }
 }
 
+fn config_key(dir: &Path, file: &str, key: &str) -> serde_json::Value {
+    json(&dir.join(file))[key].clone()
+}
+
+#[test]
+fn tokenizer_source_base_drops_padding_rows_and_sets_vocab_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = merge("tokenizer_base_linear", tmp.path());
+    assert_matches_golden("tokenizer_base_linear", &out);
+    let gold = Path::new("tests/golden/regress/tokenizer_base_linear");
+    assert_eq!(
+        config_key(&out, "config.json", "vocab_size"),
+        config_key(gold, "expected-config.json", "vocab_size")
+    );
+    assert_eq!(config_key(&out, "config.json", "vocab_size"), 13);
+}
+
+#[test]
+fn tokenizer_source_model_moves_rows_by_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    for case in ["tokenizer_model_ties", "tokenizer_model_slerp"] {
+        let out = merge(case, tmp.path());
+        assert_matches_golden(case, &out);
+        let gold = Path::new("tests/golden/regress").join(case);
+        assert_eq!(
+            config_key(&out, "config.json", "vocab_size"),
+            config_key(&gold, "expected-config.json", "vocab_size"),
+            "{case}"
+        );
+    }
+}
+
 #[test]
 fn mixed_input_dtypes_without_dtype_compute_and_write_float32() {
     let tmp = tempfile::tempdir().unwrap();
@@ -93,4 +129,36 @@ fn mixed_input_dtypes_without_dtype_compute_and_write_float32() {
         let out = merge(case, tmp.path());
         assert_matches_golden(case, &out);
     }
+}
+
+#[test]
+fn output_without_lm_head_is_marked_tied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = merge("tied_last_slice", tmp.path());
+    assert_matches_golden("tied_last_slice", &out);
+    // mergekit copies the donor's `false` (transformers then initialises a random lm_head);
+    // lamarck marks the head as tied to the embedding it wrote
+    assert_eq!(config_key(&out, "config.json", "tie_word_embeddings"), true);
+}
+
+#[test]
+fn error_messages_do_not_repeat_their_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = tmp.path().join("r.yaml");
+    let fix = "tests/golden/regress/fixtures";
+    std::fs::write(
+        &recipe,
+        format!("merge_method: slerp\nbase_model: {fix}/base\nmodels:\n  - model: {fix}/base\n  - model: {fix}/ft-a\n  - model: {fix}/ft-shifted\nparameters: {{t: 0.5}}\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        recipe.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert_eq!(err.matches("exactly 1 other model").count(), 1, "{err}");
+    assert!(!out.exists());
 }
