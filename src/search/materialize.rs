@@ -54,6 +54,7 @@ impl StageOutput {
             reference: reference.to_string(),
             config: self.config.clone(),
             tensors,
+            tokenizer: crate::plan::TokenizerOrigin::Folder(self.tokenizer_dir.clone()),
         }
     }
 }
