@@ -309,6 +309,9 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
     Ok(out)
 }
 
+/// A job's inputs: the separate base (if any) and the other models, in plan order.
+type BaseAndModels = (Option<Vec<f32>>, Vec<Vec<f32>>);
+
 /// mergekit's `PermutedVocabulary`: every input of embedding `t` moved to the output
 /// vocabulary's ids (fill rows for tokens an input lacks, padding rows).
 fn relayout_inputs(
@@ -317,7 +320,7 @@ fn relayout_inputs(
     vocab: &OutputVocab,
     base: Option<Vec<f32>>,
     models: Vec<Vec<f32>>,
-) -> Result<(Option<Vec<f32>>, Vec<Vec<f32>>)> {
+) -> Result<BaseAndModels> {
     let has_base = base.is_some();
     let rows: Vec<Rows> = base
         .into_iter()

@@ -36,7 +36,7 @@ pub fn strip_tokenizer_files(dir: &Path, vocab_size: usize) -> Result<()> {
         path: path.clone(),
         source,
     })?;
-    tracing::info!(
+    tracing::debug!(
         "{}: removed {stripped} token(s) with ids >= {vocab_size}",
         path.display()
     );

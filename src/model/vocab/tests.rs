@@ -343,3 +343,58 @@ fn a_matrix_reused_in_place_gets_fills_over_rows_no_token_reads() {
     let r = relayout(&ov, rows, None, 1, DType::F32, "embed").unwrap();
     assert_eq!(r, vec![vec![1., 7., 3.], vec![1., 7., 3.]]);
 }
+
+/// Timing at Qwen2.5 scale (151665 tokens, 152064 rows; 256 columns instead of 5120 to
+/// stay small): `cargo test --lib vocab::tests::qwen_scale -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn qwen_scale_timing() {
+    let (tokens, rows, cols) = (151_665usize, 152_064usize, 256usize);
+    let same = Vocabulary::from_pairs("q", (0..tokens).map(|i| (format!("t{i}"), i)));
+    // a fine-tune whose last 1000 tokens are in reverse order
+    let moved = Vocabulary::from_pairs(
+        "m",
+        (0..tokens).map(|i| {
+            let id = if i >= tokens - 1000 {
+                2 * tokens - 1001 - i
+            } else {
+                i
+            };
+            (format!("t{i}"), id)
+        }),
+    );
+    let models = [
+        model("base", &same, rows),
+        model("a", &same, rows),
+        model("b", &moved, rows),
+    ];
+    let t = std::time::Instant::now();
+    let ov = build_output(&models, 0, OutputSource::Base, None).unwrap();
+    let built = t.elapsed();
+    let data = |seed: f32| (0..rows * cols).map(|i| (i as f32 * seed).sin()).collect();
+    let inputs = vec![
+        Rows {
+            model: 0,
+            name: "base",
+            data: data(0.1),
+        },
+        Rows {
+            model: 1,
+            name: "a",
+            data: data(0.2),
+        },
+        Rows {
+            model: 2,
+            name: "b",
+            data: data(0.3),
+        },
+    ];
+    let t = std::time::Instant::now();
+    let out = relayout(&ov, inputs, Some(0), cols, DType::BF16, "embed").unwrap();
+    let laid = t.elapsed();
+    assert_eq!(out[2].len(), tokens * cols);
+    println!(
+        "build_output (3 models, {tokens} tokens): {built:?}; relayout 3 × [{rows}, {cols}] \
+         (2 in place, 1 permuted): {laid:?}"
+    );
+}
