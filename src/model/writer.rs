@@ -422,8 +422,22 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Convert f32 values to `dtype` little-endian bytes (round to nearest even).
 ///
-/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds).
+/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds);
+/// large tensors are converted in parallel blocks (same bytes for any thread count).
 pub fn f32_to_bytes(data: &[f32], dtype: DType) -> Vec<u8> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 18; // elements
+    if data.len() <= BLOCK || dtype == DType::F32 {
+        return f32_to_bytes_serial(data, dtype);
+    }
+    let mut out = vec![0u8; data.len() * dtype.size()];
+    out.par_chunks_mut(BLOCK * dtype.size())
+        .zip(data.par_chunks(BLOCK))
+        .for_each(|(o, d)| o.copy_from_slice(&f32_to_bytes_serial(d, dtype)));
+    out
+}
+
+fn f32_to_bytes_serial(data: &[f32], dtype: DType) -> Vec<u8> {
     use half::slice::HalfFloatSliceExt;
     if cfg!(target_endian = "big") {
         return f32_to_bytes_portable(data, dtype);
@@ -507,6 +521,20 @@ mod tests {
         assert!(parse_size("5T").is_err());
         assert!(parse_size("G").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn conversion_is_the_same_in_parallel_blocks() {
+        let data: Vec<f32> = (0..700_001)
+            .map(|i| ((i as f32) * 0.618).sin() * 1e3)
+            .collect();
+        for dtype in [DType::BF16, DType::F16, DType::F32] {
+            let bytes = f32_to_bytes(&data, dtype);
+            assert_eq!(bytes, f32_to_bytes_serial(&data, dtype));
+            let back = super::super::safetensors::bytes_to_f32(&bytes, dtype);
+            let want: Vec<f32> = data.iter().map(|&x| dtype.round(x)).collect();
+            assert_eq!(back, want);
+        }
     }
 
     #[test]
