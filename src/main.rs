@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match lamarck::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("lamarck: error: {err:#}");
+            eprintln!("lamarck: error: {}", lamarck::cli::error_chain(&err));
             ExitCode::from(1)
         }
     }

@@ -26,26 +26,61 @@ fn linear_merge_writes_a_complete_folder() {
     let text = "merge_method: linear\ndtype: float32\nout_dtype: bfloat16\nmodels:\n  - {model: org/a, parameters: {weight: 1.0}}\n  - {model: org/b, parameters: {weight: 3.0}}\n";
     std::fs::write(&recipe, text).unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map), "--threads", "2"]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+        "--threads",
+        "2",
+    ]);
     assert!(ok, "{err}");
-    assert!(err.contains("seed 42"), "the default seed is printed: {err}");
-    let (a, b, o) = (read_tensors(&tmp.path().join("a")), read_tensors(&tmp.path().join("b")), read_tensors(&out));
+    assert!(
+        err.contains("seed 42"),
+        "the default seed is printed: {err}"
+    );
+    let (a, b, o) = (
+        read_tensors(&tmp.path().join("a")),
+        read_tensors(&tmp.path().join("b")),
+        read_tensors(&out),
+    );
     assert_eq!(o.len(), a.len());
     for (name, (shape, got)) in &o {
         assert_eq!(shape, &a[name].0);
-        let want: Vec<f32> = a[name].1.iter().zip(&b[name].1).map(|(x, y)| half::bf16::from_f32((x + 3.0 * y) / 4.0).to_f32()).collect();
+        let want: Vec<f32> = a[name]
+            .1
+            .iter()
+            .zip(&b[name].1)
+            .map(|(x, y)| half::bf16::from_f32((x + 3.0 * y) / 4.0).to_f32())
+            .collect();
         assert!(max_bf16_ulps(got, &want) <= 1.0, "{name}");
     }
-    assert_eq!(std::fs::read_to_string(out.join("mergekit_config.yml")).unwrap(), text);
+    assert_eq!(
+        std::fs::read_to_string(out.join("mergekit_config.yml")).unwrap(),
+        text
+    );
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    for needle in ["- org/a\n", "- org/b\n", "- merge\n", "- lamarck\n", "Seed: 42", "linear"] {
+    for needle in [
+        "- org/a\n",
+        "- org/b\n",
+        "- merge\n",
+        "- lamarck\n",
+        "Seed: 42",
+        "linear",
+    ] {
         assert!(card.contains(needle), "card lacks {needle:?}:\n{card}");
     }
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["torch_dtype"], "bfloat16");
     assert_eq!(config["num_hidden_layers"], 4);
     let tok = std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap();
-    assert!(tok.contains(s(&tmp.path().join("a"))), "tokenizer copied from the first model: {tok}");
+    assert!(
+        tok.contains(s(&tmp.path().join("a"))),
+        "tokenizer copied from the first model: {tok}"
+    );
 }
 
 #[test]
@@ -55,18 +90,47 @@ fn slices_renumber_layers_and_set_the_layer_count() {
     let recipe = tmp.path().join("r.yaml");
     std::fs::write(&recipe, "merge_method: passthrough\nslices:\n  - sources: [{model: org/a, layer_range: [0, 2]}]\n  - sources: [{model: org/b, layer_range: [1, 4]}]\n").unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+    ]);
     assert!(ok, "{err}");
-    let (a, b, o) = (read_tensors(&tmp.path().join("a")), read_tensors(&tmp.path().join("b")), read_tensors(&out));
+    let (a, b, o) = (
+        read_tensors(&tmp.path().join("a")),
+        read_tensors(&tmp.path().join("b")),
+        read_tensors(&out),
+    );
     let w = "mlp.up_proj.weight";
-    assert_eq!(o[&format!("model.layers.1.{w}")].1, a[&format!("model.layers.1.{w}")].1);
-    assert_eq!(o[&format!("model.layers.2.{w}")].1, b[&format!("model.layers.1.{w}")].1);
-    assert_eq!(o[&format!("model.layers.4.{w}")].1, b[&format!("model.layers.3.{w}")].1);
+    assert_eq!(
+        o[&format!("model.layers.1.{w}")].1,
+        a[&format!("model.layers.1.{w}")].1
+    );
+    assert_eq!(
+        o[&format!("model.layers.2.{w}")].1,
+        b[&format!("model.layers.1.{w}")].1
+    );
+    assert_eq!(
+        o[&format!("model.layers.4.{w}")].1,
+        b[&format!("model.layers.3.{w}")].1
+    );
     assert!(!o.contains_key("model.layers.5.mlp.up_proj.weight"));
-    assert_eq!(o["model.embed_tokens.weight"].1, a["model.embed_tokens.weight"].1, "embeddings from the first slice");
-    assert_eq!(o["lm_head.weight"].1, b["lm_head.weight"].1, "lm_head from the last slice");
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        o["model.embed_tokens.weight"].1, a["model.embed_tokens.weight"].1,
+        "embeddings from the first slice"
+    );
+    assert_eq!(
+        o["lm_head.weight"].1, b["lm_head.weight"].1,
+        "lm_head from the last slice"
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["num_hidden_layers"], 5);
+    // transformers 5 refuses a config whose `layer_types` does not have one entry per layer.
+    assert_eq!(config["layer_types"].as_array().map(Vec::len), Some(5));
 }
 
 #[test]
@@ -76,9 +140,25 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     let recipe = tmp.path().join("r.yaml");
     std::fs::write(&recipe, "name: mid\nmerge_method: slerp\nbase_model: org/a\nparameters: {t: [0, 1]}\nmodels: [{model: org/a}, {model: org/b}]\n---\nmerge_method: linear\nmodels:\n  - {model: mid, parameters: {weight: 1}}\n  - {model: org/a, parameters: {weight: 1}}\n").unwrap();
     let out = tmp.path().join("out");
-    let (ok, stdout, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map), "--dry-run"]);
+    let (ok, stdout, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+        "--dry-run",
+    ]);
     assert!(ok, "{err}");
-    for needle in ["stage 1 of 2: `mid` (slerp)", "stage 2 of 2: `final` (linear)", "mid -> output of stage `mid`", "output tensors: 51", "read: ", "write: ", "estimated peak memory"] {
+    for needle in [
+        "stage 1 of 2: `mid` (slerp)",
+        "stage 2 of 2: `final` (linear)",
+        "mid -> output of stage `mid`",
+        "output tensors: 51",
+        "read: ",
+        "write: ",
+        "estimated peak memory",
+    ] {
         assert!(stdout.contains(needle), "plan lacks {needle:?}:\n{stdout}");
     }
     assert!(!out.exists() && !tmp.path().join("out.stages").exists());
@@ -91,9 +171,19 @@ fn missing_model_lists_the_places_tried_and_writes_nothing() {
     let recipe = tmp.path().join("r.yaml");
     std::fs::write(&recipe, "merge_method: linear\nmodels:\n  - {model: org/a, parameters: {weight: 1}}\n  - {model: nowhere/model, parameters: {weight: 1}}\n").unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+    ]);
     assert!(!ok);
-    assert!(err.contains("nowhere/model") && err.contains("tried"), "{err}");
+    assert!(
+        err.contains("nowhere/model") && err.contains("tried"),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 
@@ -108,10 +198,24 @@ fn corrupt_input_is_refused_before_anything_is_written() {
     let recipe = tmp.path().join("r.yaml");
     std::fs::write(&recipe, "merge_method: linear\nmodels:\n  - {model: org/a, parameters: {weight: 1}}\n  - {model: org/b, parameters: {weight: 1}}\n").unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+    ]);
     assert!(!ok);
-    assert!(err.contains("model.safetensors") && err.contains("org/b"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains("out")).collect();
+    assert!(
+        err.contains("model.safetensors") && err.contains("org/b"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("out"))
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -120,15 +224,40 @@ fn existing_output_is_refused_without_force() {
     let tmp = tempfile::tempdir().unwrap();
     let map = two_models(tmp.path());
     let recipe = tmp.path().join("r.yaml");
-    std::fs::write(&recipe, "merge_method: linear\nmodels:\n  - {model: org/a, parameters: {weight: 1}}\n").unwrap();
+    std::fs::write(
+        &recipe,
+        "merge_method: linear\nmodels:\n  - {model: org/a, parameters: {weight: 1}}\n",
+    )
+    .unwrap();
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "mine").unwrap();
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+    ]);
     assert!(!ok);
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "mine");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map), "--force"]);
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "mine"
+    );
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+        "--force",
+    ]);
     assert!(ok, "{err}");
     assert!(out.join("config.json").is_file() && !out.join("keep.txt").exists());
 }
@@ -140,7 +269,11 @@ fn bad_recipe_fails_with_its_path_and_exit_code_1() {
     let out = tmp.path().join("out");
     let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out)]);
     assert!(!ok);
-    assert!(err.contains("slices[1].sources[0].parameters.desnity") && err.contains("did you mean `density`?"), "{err}");
+    assert!(
+        err.contains("slices[1].sources[0].parameters.desnity")
+            && err.contains("did you mean `density`?"),
+        "{err}"
+    );
 }
 
 const STOCHASTIC: &str = "name: mid\nmerge_method: della\nbase_model: org/a\nparameters: {density: 0.5, epsilon: 0.1, weight: 1.0, lambda: 1.0}\nmodels:\n  - model: org/b\n---\nmerge_method: dare_ties\nbase_model: org/a\nparameters: {density: 0.5, weight: 1.0}\nmodels:\n  - model: mid\n  - model: org/b\n";
@@ -157,7 +290,19 @@ fn output_is_identical_for_any_thread_count_and_changes_with_the_seed() {
     std::fs::write(&recipe, STOCHASTIC).unwrap();
     let run = |out: &str, threads: &str, seed: &str| {
         let out = tmp.path().join(out);
-        let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map), "--threads", threads, "--seed", seed, "--no-reuse"]);
+        let (ok, _, err) = lamarck(&[
+            "merge",
+            s(&recipe),
+            "--out",
+            s(&out),
+            "--model-map",
+            s(&map),
+            "--threads",
+            threads,
+            "--seed",
+            seed,
+            "--no-reuse",
+        ]);
         assert!(ok, "{err}");
         folder_bytes(&out)
     };
@@ -174,7 +319,14 @@ fn complete_stage_outputs_are_reused_unless_no_reuse() {
     let recipe = tmp.path().join("r.yaml");
     std::fs::write(&recipe, STOCHASTIC).unwrap();
     let out = tmp.path().join("out");
-    let args = ["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)];
+    let args = [
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+    ];
     let (ok, _, err) = lamarck(&args);
     assert!(ok, "{err}");
     assert!(tmp.path().join("out.stages/mid/config.json").is_file());
@@ -187,4 +339,19 @@ fn complete_stage_outputs_are_reused_unless_no_reuse() {
     // A different seed must not reuse the stage built with the old one.
     let (ok, _, err) = lamarck(&[&args[..], &["--force", "--seed", "9"]].concat());
     assert!(ok && !err.contains("reusing"), "{err}");
+}
+
+#[test]
+fn a_failing_kernel_leaves_no_output_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let map = two_models(tmp.path());
+    let recipe = tmp.path().join("r.yaml");
+    // density + epsilon >= 1 is refused by DELLA only when it runs, after writing started.
+    std::fs::write(&recipe, "merge_method: della\nbase_model: org/a\nparameters: {density: 0.95, epsilon: 0.1, weight: 1.0}\nmodels:\n  - model: org/b\n").unwrap();
+    let out = tmp.path().join("out");
+    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    assert!(!ok);
+    assert!(err.contains("epsilon") && err.contains("merging `"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains("out")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -5,7 +5,9 @@ mod merge_support;
 
 use std::path::{Path, PathBuf};
 
-use merge_support::{lamarck, max_bf16_ulps, read_tensors, write_header_only, write_model, write_model_map, Shape};
+use merge_support::{
+    lamarck, max_bf16_ulps, read_tensors, write_header_only, write_model, write_model_map, Shape,
+};
 
 /// Every Hugging Face id the recipe names.
 const IDS: &[&str] = &[
@@ -40,7 +42,15 @@ fn dry_run_on_14b_shaped_headers_prints_the_plan() {
     let map = tmp.path().join("map.yaml");
     write_model_map(&map, &entries);
     let out = tmp.path().join("final");
-    let (ok, stdout, err) = lamarck(&["merge", s(&recipe()), "--out", s(&out), "--model-map", s(&map), "--dry-run"]);
+    let (ok, stdout, err) = lamarck(&[
+        "merge",
+        s(&recipe()),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+        "--dry-run",
+    ]);
     assert!(ok, "{err}");
     for needle in [
         "5 stage(s)",
@@ -54,7 +64,10 @@ fn dry_run_on_14b_shaped_headers_prints_the_plan() {
     ] {
         assert!(stdout.contains(needle), "plan lacks {needle:?}:\n{stdout}");
     }
-    assert!(!out.exists() && !tmp.path().join("final.stages").exists(), "a dry run wrote something");
+    assert!(
+        !out.exists() && !tmp.path().join("final.stages").exists(),
+        "a dry run wrote something"
+    );
 }
 
 #[test]
@@ -71,7 +84,16 @@ fn runs_verbatim_on_tiny_48_layer_stand_ins() {
     let map = tmp.path().join("map.yaml");
     write_model_map(&map, &entries);
     let out = tmp.path().join("final");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe()), "--out", s(&out), "--model-map", s(&map), "--compat", "mergekit-2024"]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe()),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+        "--compat",
+        "mergekit-2024",
+    ]);
     assert!(ok, "{err}");
     let fin = read_tensors(&out);
     let virtuoso = read_tensors(&entries[1].1);
@@ -86,18 +108,34 @@ fn runs_verbatim_on_tiny_48_layer_stand_ins() {
         let (x, base) = (&converge[name].1, &qwen[name].1);
         for ((o, x), b) in data.iter().zip(x).zip(base) {
             let bound = ((x - b).abs() + x.abs()) * 2f32.powi(-8) + 1e-30;
-            assert!((o - x).abs() <= bound, "{name}: finalize gives {o}, its input is {x} (base {b})");
+            assert!(
+                (o - x).abs() <= bound,
+                "{name}: finalize gives {o}, its input is {x} (base {b})"
+            );
         }
-        let layer: Option<usize> = name.strip_prefix("model.layers.").and_then(|r| r.split('.').next()).and_then(|n| n.parse().ok());
+        let layer: Option<usize> = name
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse().ok());
         let v = &virtuoso[name].1;
         // Elements further from Virtuoso than the final TIES' bf16 rounding allows.
-        let off = data.iter().zip(v).zip(base).filter(|((o, v), b)| (*o - *v).abs() > ((*v - *b).abs() + v.abs()) * 2f32.powi(-8) + 1e-30).count();
+        let off = data
+            .iter()
+            .zip(v)
+            .zip(base)
+            .filter(|((o, v), b)| {
+                (*o - *v).abs() > ((*v - *b).abs() + v.abs()) * 2f32.powi(-8) + 1e-30
+            })
+            .count();
         match layer {
             // t = 0 on layers 0–1 (slice `t: [0, 0]`) and on layer 2, the first layer of the
             // slice with `t: [0.00, 0.60]`: the slerp stage returns Virtuoso exactly...
             Some(0..=2) => {
                 let ulps = max_bf16_ulps(&converge[name].1, v);
-                assert!(ulps <= 1.0, "{name}: the slerp stage is {ulps} ulps from Virtuoso");
+                assert!(
+                    ulps <= 1.0,
+                    "{name}: the slerp stage is {ulps} ulps from Virtuoso"
+                );
                 // ...and the final model is Virtuoso up to that rounding.
                 assert_eq!(off, 0, "{name}: {off} elements differ from Virtuoso");
             }
@@ -105,16 +143,26 @@ fn runs_verbatim_on_tiny_48_layer_stand_ins() {
             // bf16 step in places, so only matrices must differ in most elements.
             Some(_) => {
                 let most = if shape.len() == 2 { data.len() / 2 } else { 0 };
-                assert!(off > most, "{name}: only {off} of {} elements differ from Virtuoso", data.len());
+                assert!(
+                    off > most,
+                    "{name}: only {off} of {} elements differ from Virtuoso",
+                    data.len()
+                );
             }
             None => {}
         }
     }
     let embed = "model.embed_tokens.weight";
-    assert!(max_bf16_ulps(&converge[embed].1, &virtuoso[embed].1) <= 1.0, "embeddings use t = 0");
+    assert!(
+        max_bf16_ulps(&converge[embed].1, &virtuoso[embed].1) <= 1.0,
+        "embeddings use t = 0"
+    );
     // `tokenizer_source: Qwen/Qwen2.5-14B-Instruct` on the final stage.
     let tok = std::fs::read_to_string(out.join("tokenizer_config.json")).unwrap();
     assert!(tok.contains("Qwen--Qwen2.5-14B-Instruct"), "{tok}");
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    assert!(card.contains("mergekit-2024") && card.contains("- Qwen/Qwen2.5-14B\n"), "{card}");
+    assert!(
+        card.contains("mergekit-2024") && card.contains("- Qwen/Qwen2.5-14B\n"),
+        "{card}"
+    );
 }

@@ -15,21 +15,39 @@ fn check(path: &Path) -> Result<(), String> {
 #[test]
 fn every_bad_recipe_is_refused_with_its_expected_message() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad");
-    let mut cases: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
     cases.sort();
     assert!(cases.len() >= 15, "only {} cases found", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let text = std::fs::read_to_string(case).unwrap();
-        let expected: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# expect: ")).collect();
-        assert!(!expected.is_empty(), "{} has no `# expect:` line", case.display());
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} has no `# expect:` line",
+            case.display()
+        );
         match check(case) {
             Ok(()) => failures.push(format!("{}: accepted", case.display())),
             Err(message) => {
-                assert!(message.contains(&*case.to_string_lossy()), "{}: message does not name the file: {message}", case.display());
+                assert!(
+                    message.contains(&*case.to_string_lossy()),
+                    "{}: message does not name the file: {message}",
+                    case.display()
+                );
                 for e in expected {
                     if !message.contains(e) {
-                        failures.push(format!("{}: message lacks {e:?}:\n    {message}", case.display()));
+                        failures.push(format!(
+                            "{}: message lacks {e:?}:\n    {message}",
+                            case.display()
+                        ));
                     }
                 }
             }

@@ -44,7 +44,9 @@ pub fn run(args: BenchEvalArgs) -> anyhow::Result<()> {
     let mut lm = Qwen2Lm::from_dir(&args.model, parse_dtype(&args.dtype)?, &device)?;
     let reqs = pairs
         .iter()
-        .map(|p| crate::eval::requests::score_request(&p.context, &p.continuation, None, lm.max_length()))
+        .map(|p| {
+            crate::eval::requests::score_request(&p.context, &p.continuation, None, lm.max_length())
+        })
         .collect::<Result<Vec<ScoreRequest>, _>>()?;
     let tokens: usize = reqs.iter().map(|r| r.input.len()).sum();
     let bs = args.batch_size.max(1);

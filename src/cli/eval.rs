@@ -6,13 +6,18 @@ use std::path::{Path, PathBuf};
 use crate::eval::run::{evaluate_task, EvalOptions, TaskResult};
 use crate::eval::task::TaskSpec;
 use crate::eval::{parse_device, parse_dtype, Qwen2Lm, TextTokenizer};
+use crate::model::{resolve_model, ModelMap};
 use anyhow::Context;
 use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Model folder (config.json, safetensors, tokenizer.json).
+    /// Model folder (config.json, safetensors, tokenizer.json) or a model reference
+    /// (`org/name`, `org/name@rev`), resolved as `lamarck merge` does.
     pub model: String,
+    /// YAML mapping from model reference to local folder.
+    #[arg(long)]
+    pub model_map: Option<PathBuf>,
     /// Task files or folders of task files (*.yaml), comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub tasks: Vec<PathBuf>,
@@ -40,16 +45,6 @@ pub struct EvalArgs {
     /// Write one JSON object per item (JSON Lines).
     #[arg(long)]
     pub items: Option<PathBuf>,
-}
-
-/// MODEL → folder. Switch point for `crate::model::resolve_model(reference, None)` once
-/// the model module lands; until then MODEL must be a local folder.
-fn resolve_model_dir(reference: &str) -> anyhow::Result<PathBuf> {
-    let path = PathBuf::from(reference);
-    if path.is_dir() {
-        return Ok(path);
-    }
-    anyhow::bail!("model `{reference}` is not a folder (model references are not resolved yet by `lamarck eval`)")
 }
 
 /// Task files named by `--tasks`: files as given, folders expanded to their *.yaml/*.yml.
@@ -80,7 +75,8 @@ pub fn collect_task_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let dir = resolve_model_dir(&args.model)?;
+    let map = args.model_map.as_deref().map(ModelMap::load).transpose()?;
+    let dir = resolve_model(&args.model, map.as_ref())?;
     let specs = collect_task_files(&args.tasks)?
         .iter()
         .map(|f| TaskSpec::from_file(f))

@@ -3,7 +3,7 @@
 //! Every stage is planned (and every input opened and validated) before anything is
 //! written, so a broken later stage or a corrupt input fails fast and leaves nothing
 //! behind. `--dry-run` stops after planning and prints the plans.
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -12,8 +12,8 @@ use clap::Args;
 use crate::merge::run::{write_folder, FolderFiles, RunOptions};
 use crate::merge::Compat;
 use crate::model::writer::parse_size;
-use crate::model::{resolve_model, Architecture, ModelDir, ModelMap, WriteOptions};
-use crate::plan::{self, human_bytes, InputModel, Plan};
+use crate::model::{ModelDir, ModelMap, WriteOptions};
+use crate::plan::{human_bytes, plan_recipe, PlannedStage, RecipeOptions, StageInput};
 use crate::recipe::Recipe;
 
 /// The seed used when neither `--seed` nor the recipe's `seed:` gives one.
@@ -63,20 +63,9 @@ fn parse_compat(s: &str) -> Result<Compat, String> {
         .ok_or_else(|| format!("unknown profile `{s}`; use `mergekit` or `mergekit-2024`"))
 }
 
-/// One stage, planned.
-struct Planned {
-    index: usize,
-    plan: Plan,
-    out: PathBuf,
-    /// Folder of each `plan.models` entry, and whether it is another stage's output.
-    folders: Vec<(PathBuf, Option<usize>)>,
-    reuse: bool,
-}
-
 pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let recipe = Recipe::load(&args.recipe, args.compat)?;
     let target = recipe.output_stage(args.stage.as_deref())?;
-    let order = recipe.build_order(target)?;
     let map = args.model_map.as_deref().map(ModelMap::load).transpose()?;
     let shard_size = parse_size(&args.shard_size)
         .map_err(|e| anyhow::anyhow!("--shard-size {}: {e}", args.shard_size))?;
@@ -85,70 +74,44 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         s.push(".stages");
         PathBuf::from(s)
     });
-
-    // Open every external input once (headers validated), plan every stage in order.
-    let mut opened: BTreeMap<PathBuf, ModelDir> = BTreeMap::new();
-    let mut planned: Vec<Planned> = Vec::new();
-    for &i in &order {
-        let stage = &recipe.stages[i];
-        let name = recipe.stage_name(i).to_string();
-        let out = if i == target {
+    let opts = RecipeOptions {
+        map: map.as_ref(),
+        headers_only: args.dry_run,
+        seed: args.seed,
+        default_seed: DEFAULT_SEED,
+    };
+    // Every stage is planned and every input validated before anything is written.
+    let mut planned = plan_recipe(&recipe, target, &opts)?;
+    let out_of = |i: usize| {
+        if i == target {
             args.out.clone()
         } else {
-            stages_dir.join(&name)
-        };
-        let reuse = i != target && !args.no_reuse && reusable(&out, stage, args.seed);
-        let seed = args.seed.or(stage.seed).unwrap_or(DEFAULT_SEED);
-        let mut inputs = Vec::new();
-        let mut folders = Vec::new();
-        for reference in stage.model_refs() {
-            if let Some(d) = recipe.stage_for_reference(reference) {
-                let dep = planned
-                    .iter()
-                    .find(|p| p.index == d)
-                    .context("internal: stage planned out of order")?;
-                let donor = &inputs_config(
-                    &opened,
-                    &dep.folders[dep.plan.config_donor].0,
-                    &planned,
-                    dep,
-                )?;
-                inputs.push(InputModel::from_plan(reference, &dep.plan, donor));
-                folders.push((dep.out.clone(), Some(d)));
-                continue;
-            }
-            let path = resolve_model(reference, map.as_ref())
-                .with_context(|| format!("stage `{name}`: model `{reference}`"))?;
-            if !opened.contains_key(&path) {
-                let dir = if args.dry_run {
-                    ModelDir::open_headers(&path)
-                } else {
-                    ModelDir::open(&path)
-                }
-                .with_context(|| format!("stage `{name}`: model `{reference}`"))?;
-                opened.insert(path.clone(), dir);
-            }
-            inputs.push(InputModel::from_dir(reference, &opened[&path]));
-            folders.push((path, None));
+            stages_dir.join(recipe.stage_name(i))
         }
-        let arch = architecture(&inputs, &name)?;
-        let plan = plan::build(stage, &name, arch, &inputs, seed)?;
-        planned.push(Planned {
-            index: i,
-            plan,
-            out,
-            folders,
-            reuse,
-        });
-    }
-
+    };
+    let reuse: Vec<bool> = planned
+        .stages
+        .iter()
+        .map(|p| {
+            p.index != target
+                && !args.no_reuse
+                && reusable(&out_of(p.index), &recipe.stages[p.index], args.seed)
+        })
+        .collect();
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         args.threads
     };
     if args.dry_run {
-        print_dry_run(&recipe, &planned, threads, shard_size);
+        print_dry_run(
+            &recipe,
+            &planned.stages,
+            &out_of,
+            &reuse,
+            threads,
+            shard_size,
+        );
         return Ok(());
     }
     if args.out.exists() && !args.force {
@@ -157,52 +120,68 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let opts = RunOptions {
+    let run_opts = RunOptions {
         threads: args.threads,
         progress: true,
     };
-    for p in &planned {
-        let stage = &recipe.stages[p.index];
+    for (n, p) in planned.stages.iter().enumerate() {
+        let out = out_of(p.index);
+        let plan = &p.plan;
         eprintln!(
             "stage `{}` ({}): seed {}, compat {}",
-            p.plan.stage,
-            p.plan.method.name,
-            p.plan.seed,
-            p.plan.compat.name()
+            plan.stage,
+            plan.method.name,
+            plan.seed,
+            plan.compat.name()
         );
-        if p.reuse {
+        if reuse[n] {
             eprintln!(
                 "  reusing complete output {} (--no-reuse to rebuild)",
-                p.out.display()
+                out.display()
             );
             continue;
         }
-        for (path, dep) in &p.folders {
-            if dep.is_some() && !opened.contains_key(path) {
-                let dir = ModelDir::open(path)
-                    .with_context(|| format!("opening stage output {}", path.display()))?;
-                opened.insert(path.clone(), dir);
+        // Stage outputs this stage reads were written by earlier iterations: open them now.
+        for input in &p.inputs {
+            if let StageInput::Stage(d) = input {
+                let path = out_of(*d);
+                if let Entry::Vacant(slot) = planned.opened.entry(path) {
+                    let dir = ModelDir::open(slot.key()).with_context(|| {
+                        format!("opening the output of stage `{}`", recipe.stage_name(*d))
+                    })?;
+                    slot.insert(dir);
+                }
             }
         }
-        let models: Vec<&ModelDir> = p.folders.iter().map(|(path, _)| &opened[path]).collect();
-        let hub_ids = p
-            .plan
+        let paths: Vec<PathBuf> = p
+            .inputs
+            .iter()
+            .map(|i| match i {
+                StageInput::Folder(path) => path.clone(),
+                StageInput::Stage(d) => out_of(*d),
+            })
+            .collect();
+        let models: Vec<&ModelDir> = paths.iter().map(|path| &planned.opened[path]).collect();
+        let hub_ids = plan
             .models
             .iter()
-            .zip(&p.folders)
-            .filter(|(r, (_, dep))| dep.is_none() && looks_like_hub_id(r))
+            .zip(&p.inputs)
+            .filter(|(r, input)| matches!(input, StageInput::Folder(_)) && looks_like_hub_id(r))
             .map(|(r, _)| r.split('@').next().unwrap_or(r).to_string())
             .collect();
         let files = FolderFiles {
-            plan: &p.plan,
+            plan,
             models: &models,
-            recipe_text: &stage.text,
+            recipe_text: &recipe.stages[p.index].text,
             hub_ids,
         };
-        let force = args.force || p.index != planned.last().map_or(usize::MAX, |l| l.index);
-        let write = WriteOptions { shard_size, force };
-        let (path, stats) = write_folder(&files, &p.out, write, &opts)
-            .with_context(|| format!("stage `{}`", p.plan.stage))?;
+        // Intermediate stage folders are ours to replace; --out needs --force.
+        let write = WriteOptions {
+            shard_size,
+            force: args.force || p.index != target,
+        };
+        let (path, stats) = write_folder(&files, &out, write, &run_opts)
+            .with_context(|| format!("stage `{}`", plan.stage))?;
         eprintln!(
             "  wrote {} ({} tensors, {}, {:.1}s)",
             path.display(),
@@ -212,46 +191,6 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The config of a planned dependency's donor (a stage output's config derives from it).
-fn inputs_config(
-    opened: &BTreeMap<PathBuf, ModelDir>,
-    path: &Path,
-    planned: &[Planned],
-    dep: &Planned,
-) -> anyhow::Result<crate::model::HfConfig> {
-    if let Some(dir) = opened.get(path) {
-        return Ok(dir.config.clone());
-    }
-    // The donor is itself a stage output: follow it.
-    let (_, inner) = &dep.folders[dep.plan.config_donor];
-    let inner = inner
-        .and_then(|d| planned.iter().find(|p| p.index == d))
-        .context("internal: unplanned donor stage")?;
-    inputs_config(
-        opened,
-        &inner.folders[inner.plan.config_donor].0,
-        planned,
-        inner,
-    )
-}
-
-/// Every input must share one architecture.
-fn architecture(inputs: &[InputModel], stage: &str) -> anyhow::Result<&'static Architecture> {
-    let mut found: Option<(&'static Architecture, &str)> = None;
-    for m in inputs {
-        let arch = Architecture::for_config(&m.config)
-            .with_context(|| format!("stage `{stage}`: model `{}`", m.reference))?;
-        match found {
-            Some((a, first)) if a.name != arch.name => {
-                bail!("stage `{stage}`: models `{first}` ({}) and `{}` ({}) have different architectures", a.name, m.reference, arch.name)
-            }
-            None => found = Some((arch, &m.reference)),
-            _ => {}
-        }
-    }
-    found.map(|(a, _)| a).context("stage has no models")
 }
 
 /// A complete earlier output of the same stage text (and seed) can be reused.
@@ -292,7 +231,14 @@ fn looks_like_hub_id(reference: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none() && !Path::new(id).exists()
 }
 
-fn print_dry_run(recipe: &Recipe, planned: &[Planned], threads: usize, shard_size: u64) {
+fn print_dry_run(
+    recipe: &Recipe,
+    planned: &[PlannedStage],
+    out_of: &dyn Fn(usize) -> PathBuf,
+    reuse: &[bool],
+    threads: usize,
+    shard_size: u64,
+) {
     println!(
         "dry run of {}: {} stage(s), nothing written",
         recipe.file.display(),
@@ -310,20 +256,19 @@ fn print_dry_run(recipe: &Recipe, planned: &[Planned], threads: usize, shard_siz
             plan.seed,
             plan.compat.name()
         );
-        println!(
-            "  output: {}{}",
-            p.out.display(),
-            if p.reuse {
-                " (complete; will be reused)"
-            } else {
-                ""
-            }
-        );
+        let reused = if reuse[n] {
+            " (complete; will be reused)"
+        } else {
+            ""
+        };
+        println!("  output: {}{reused}", out_of(p.index).display());
         println!("  inputs:");
-        for (r, (path, dep)) in plan.models.iter().zip(&p.folders) {
-            match dep {
-                Some(d) => println!("    {r} -> output of stage `{}`", recipe.stage_name(*d)),
-                None => println!("    {r} -> {}", path.display()),
+        for (r, input) in plan.models.iter().zip(&p.inputs) {
+            match input {
+                StageInput::Stage(d) => {
+                    println!("    {r} -> output of stage `{}`", recipe.stage_name(*d))
+                }
+                StageInput::Folder(path) => println!("    {r} -> {}", path.display()),
             }
         }
         let layers = match plan.num_hidden_layers {

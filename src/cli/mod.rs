@@ -64,3 +64,49 @@ fn init_tracing(verbose: u8) {
         .without_time()
         .try_init();
 }
+
+/// The error and its causes joined with ": ", skipping a cause whose text the message
+/// before it already contains (library errors often include their source in their own
+/// message, and repeating it makes the line unreadable).
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading config.json: {source}")]
+    struct Outer {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn error_chain_does_not_repeat_a_cause_already_in_the_message() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let err = anyhow::Error::new(Outer { source: io }).context("stage `final`");
+        assert_eq!(
+            error_chain(&err),
+            "stage `final`: reading config.json: No such file"
+        );
+    }
+
+    #[test]
+    fn error_chain_keeps_distinct_causes() {
+        let err = anyhow::anyhow!("inner cause").context("outer");
+        assert_eq!(error_chain(&err), "outer: inner cause");
+    }
+}

@@ -426,7 +426,12 @@ impl FewshotSource {
             return Ok(String::new());
         }
         let n = task.num_fewshot + usize::from(self.same_split);
-        let picked = rng.sample(self.examples.len(), n.min(self.examples.len()));
+        let n = n.min(self.examples.len());
+        let picked = if task.fewshot_first_n {
+            (0..n).collect()
+        } else {
+            rng.sample(self.examples.len(), n)
+        };
         let shots: Vec<&str> = picked
             .into_iter()
             .filter(|&i| !(self.same_split && &self.examples[i].0 == doc))

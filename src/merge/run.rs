@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::methods::{merge_tensor, ModelTensor, TensorJob};
 use super::rng::RngKey;
 use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter, WriteOptions};
-use crate::plan::{Plan, TensorPlan};
+use crate::plan::{Plan, RecipePlan, StageInput, TensorPlan};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -158,9 +158,9 @@ pub fn run(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let batch = pool.current_num_threads().max(1) * 2;
     let mut written = 0u64;
-    for chunk in plan.tensors.chunks(batch) {
+    for range in plan.batches(pool.current_num_threads()) {
+        let chunk = &plan.tensors[range];
         let results: Vec<Result<Vec<f32>>> = pool.install(|| {
             chunk
                 .par_iter()
@@ -189,6 +189,44 @@ pub fn run(
     Ok(stats)
 }
 
+/// Run every stage of `planned` in memory, each stage reading the previous stages'
+/// memory sinks: what `lamarck merge` would write, without touching disk. Returns the
+/// output stage's tensors. `planned` must have been opened with data (not header-only).
+pub fn materialize(planned: &RecipePlan, opts: &RunOptions) -> Result<MemorySink> {
+    let mut done: Vec<(usize, MemorySink)> = Vec::new();
+    for stage in &planned.stages {
+        let sources = stage
+            .inputs
+            .iter()
+            .map(|input| match input {
+                StageInput::Folder(path) => {
+                    planned.opened.get(path).map(|d| d as &dyn TensorSource)
+                }
+                StageInput::Stage(d) => done
+                    .iter()
+                    .find(|(i, _)| i == d)
+                    .map(|(_, s)| s as &dyn TensorSource),
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::Invalid {
+                tensor: String::new(),
+                message: format!(
+                    "stage `{}`: an input was not opened or not built (internal error)",
+                    stage.plan.stage
+                ),
+            })?;
+        let mut sink = MemorySink::default();
+        run(&stage.plan, &sources, &mut sink, opts)?;
+        done.push((stage.index, sink));
+    }
+    done.pop()
+        .map(|(_, sink)| sink)
+        .ok_or_else(|| Error::Invalid {
+            tensor: String::new(),
+            message: "no stage to run".into(),
+        })
+}
+
 /// Read, cut, round to the compute dtype, merge one tensor.
 fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Result<Vec<f32>> {
     let load = |input: &crate::plan::TensorInput| -> Result<Vec<f32>> {
@@ -203,7 +241,9 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
             tensor: t.name.clone(),
             message,
         })?;
-        if t.compute_dtype != DType::F32 {
+        // mergekit casts inputs to the compute dtype on load; values already stored in it
+        // are unchanged by that cast.
+        if t.compute_dtype != DType::F32 && input.dtype != t.compute_dtype {
             for x in &mut data {
                 *x = t.compute_dtype.round(*x);
             }
@@ -303,12 +343,7 @@ pub fn write_folder(
     let plan = files.plan;
 
     let mut config = files.models[plan.config_donor].config.clone();
-    if let Some(n) = plan.num_hidden_layers {
-        config.set_num_hidden_layers(n);
-    }
-    if let Some(dtype) = plan.config_dtype {
-        config.set_dtype(dtype);
-    }
+    plan.update_config(&mut config);
     config.write(&dir.join("config.json"))?;
 
     // tokenizer, chat template and generation config travel from the tokenizer donor

@@ -113,8 +113,10 @@ pub fn build(
         tensors.extend(tensor(&ctx, w, &w.name, &names, first, 0.0)?);
     }
     let mut layer = 0;
+    let mut layer_origins = Vec::new();
     for s in &slices {
         for k in 0..s.len {
+            layer_origins.push(s.sources[0].start + k);
             let t = if s.len == 1 {
                 1.0
             } else {
@@ -163,6 +165,7 @@ pub fn build(
         config_donor,
         tokenizer_donor,
         num_hidden_layers: (!stage.models_form).then_some(layer),
+        layer_origins,
         config_dtype: stage.out_dtype.or(stage.dtype),
         tensors,
     })
@@ -233,6 +236,14 @@ fn normalise<'s>(ctx: &'s Ctx<'s>) -> Result<Vec<PSlice<'s>>> {
                 ));
             }
         }
+        let separate = matches!(method.base, BaseUse::Required | BaseUse::Optional);
+        let counted = sources
+            .iter()
+            .filter(|(s, _)| !(separate && Some(s.model) == base))
+            .count();
+        method
+            .check_inputs(counted, base.is_some())
+            .map_err(|e| ctx.invalid(format!("{where_}: {e}")))?;
         let len = sources[0].1;
         if let Some((bad, n)) = sources.iter().find(|(_, n)| *n != len) {
             return Err(ctx.invalid(format!(

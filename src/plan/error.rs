@@ -28,6 +28,15 @@ pub enum Error {
     },
     #[error("stage `{stage}`: {message}")]
     Invalid { stage: String, message: String },
+    #[error("stage `{stage}`: model `{reference}`: {source}")]
+    ModelRef {
+        stage: String,
+        reference: String,
+        #[source]
+        source: crate::model::Error,
+    },
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::Error),
     #[error("stage `{stage}`: {source}")]
     Model {
         stage: String,

@@ -9,12 +9,14 @@
 #![allow(clippy::result_large_err)]
 pub mod build;
 pub mod error;
+pub mod recipe;
 mod resolve;
 
 use std::collections::BTreeMap;
 
 pub use build::build;
 pub use error::{Error, Result};
+pub use recipe::{plan_recipe, PlannedStage, RecipeOptions, RecipePlan, StageInput};
 
 use crate::merge::{Compat, MethodSpec, Params};
 use crate::model::{DType, HfConfig, ModelDir, TensorInfo};
@@ -116,6 +118,9 @@ pub struct Plan {
     pub tokenizer_donor: usize,
     /// `num_hidden_layers` to write (`slices:` form), or `None` to keep the donor's.
     pub num_hidden_layers: Option<usize>,
+    /// For each output layer, the input layer it came from in its slice's first source
+    /// (used to carry per-layer config entries such as `layer_types`).
+    pub layer_origins: Vec<usize>,
     /// The dtype to write into `config.json` (`out_dtype`, else `dtype`), if the recipe sets one.
     pub config_dtype: Option<DType>,
     /// Output tensors, sorted by name (mergekit's write order).
@@ -138,12 +143,75 @@ impl Plan {
             .map(|t| t.numel() as u64 * t.out_dtype.size() as u64)
             .sum()
     }
-    /// Estimated peak memory: `threads` of the largest jobs at once plus one shard buffer
+    /// Apply this stage's changes to the donor's `config.json`: `num_hidden_layers` (and
+    /// `layer_types`, which transformers 5 requires to have one entry per layer) and dtype.
+    pub fn update_config(&self, config: &mut HfConfig) {
+        if let Some(n) = self.num_hidden_layers {
+            config.set_num_hidden_layers(n);
+            if let Some(serde_json::Value::Array(types)) = config.raw.get("layer_types") {
+                let new: Vec<serde_json::Value> = self
+                    .layer_origins
+                    .iter()
+                    .map(|&l| {
+                        types
+                            .get(l)
+                            .or(types.last())
+                            .cloned()
+                            .unwrap_or(serde_json::Value::Null)
+                    })
+                    .collect();
+                config
+                    .raw
+                    .insert("layer_types".into(), serde_json::Value::Array(new));
+            }
+        }
+        if let Some(dtype) = self.config_dtype {
+            config.set_dtype(dtype);
+        }
+    }
+
+    /// Groups of consecutive tensors the runner merges together (in parallel, results
+    /// held until the group is written): at most `2 × threads` tensors, and no more
+    /// working memory than the largest single job needs, so two vocabulary-sized
+    /// embedding jobs never run at once.
+    pub fn batches(&self, threads: usize) -> Vec<std::ops::Range<usize>> {
+        let budget = self
+            .tensors
+            .iter()
+            .map(TensorPlan::work_bytes)
+            .max()
+            .unwrap_or(0);
+        let most = threads.max(1) * 2;
+        let mut out = Vec::new();
+        let (mut start, mut used) = (0, 0u64);
+        for (i, t) in self.tensors.iter().enumerate() {
+            let w = t.work_bytes();
+            if i > start && (i - start == most || used + w > budget) {
+                out.push(start..i);
+                (start, used) = (i, 0);
+            }
+            used += w;
+        }
+        if start < self.tensors.len() {
+            out.push(start..self.tensors.len());
+        }
+        out
+    }
+
+    /// Estimated peak memory: the largest batch's working memory plus one shard buffer
     /// (inputs are memory-mapped; their pages are not counted).
     pub fn peak_memory(&self, threads: usize, shard_size: u64) -> u64 {
-        let mut jobs: Vec<u64> = self.tensors.iter().map(TensorPlan::work_bytes).collect();
-        jobs.sort_unstable_by(|a, b| b.cmp(a));
-        let running: u64 = jobs.iter().take(threads.max(1)).sum();
+        let running = self
+            .batches(threads)
+            .into_iter()
+            .map(|r| {
+                self.tensors[r]
+                    .iter()
+                    .map(TensorPlan::work_bytes)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0);
         running + shard_size.min(self.bytes_written())
     }
 }
@@ -169,9 +237,7 @@ impl InputModel {
     /// (and `--dry-run` can print them) before the stage has run.
     pub fn from_plan(reference: &str, plan: &Plan, donor: &HfConfig) -> InputModel {
         let mut config = donor.clone();
-        if let Some(n) = plan.num_hidden_layers {
-            config.raw.insert("num_hidden_layers".into(), n.into());
-        }
+        plan.update_config(&mut config);
         let tensors = plan
             .tensors
             .iter()

@@ -216,4 +216,32 @@ fn errors_name_the_model_and_tensor() {
         err.contains("parameter `weight` is required for model `b`"),
         "{err}"
     );
+    let two = "merge_method: passthrough\nslices:\n  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [0, 2]}]\n";
+    let err = plan(two, &models, None).unwrap_err();
+    assert!(
+        err.contains("slices[0]: passthrough") && err.contains("got 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn batches_cover_every_tensor_in_order_and_never_pair_the_largest_jobs() {
+    let models = [qwen("a", 4, 4096, false), qwen("b", 4, 4096, false)];
+    let p = plan(SLERP_SLICES, &models, None).unwrap();
+    for threads in [1, 2, 8] {
+        let batches = p.batches(threads);
+        let flat: Vec<usize> = batches.iter().flat_map(|r| r.clone()).collect();
+        assert_eq!(flat, (0..p.tensors.len()).collect::<Vec<_>>());
+        assert!(batches.iter().all(|r| r.len() <= 2 * threads));
+        let big =
+            |i: usize| p.tensors[i].name.contains("embed") || p.tensors[i].name.contains("lm_head");
+        assert!(
+            batches
+                .iter()
+                .all(|r| r.clone().filter(|&i| big(i)).count() <= 1),
+            "two vocabulary-sized jobs in one batch"
+        );
+        let largest = p.tensors.iter().map(|t| t.work_bytes()).max().unwrap();
+        assert_eq!(p.peak_memory(threads, 0), largest);
+    }
 }

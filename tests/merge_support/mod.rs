@@ -20,11 +20,27 @@ pub struct Shape {
 
 impl Shape {
     pub fn tiny(layers: usize) -> Shape {
-        Shape { layers, hidden: 32, intermediate: 64, heads: 4, kv_heads: 2, vocab: 96, tied: false }
+        Shape {
+            layers,
+            hidden: 32,
+            intermediate: 64,
+            heads: 4,
+            kv_heads: 2,
+            vocab: 96,
+            tied: false,
+        }
     }
     /// Qwen2.5-14B's shapes.
     pub fn qwen14b() -> Shape {
-        Shape { layers: 48, hidden: 5120, intermediate: 13824, heads: 40, kv_heads: 8, vocab: 152064, tied: false }
+        Shape {
+            layers: 48,
+            hidden: 5120,
+            intermediate: 13824,
+            heads: 40,
+            kv_heads: 8,
+            vocab: 152064,
+            tied: false,
+        }
     }
     /// (name, shape) of every tensor, Qwen2 layout.
     pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
@@ -73,7 +89,8 @@ impl Shape {
             "tie_word_embeddings": self.tied,
             "sliding_window": null,
             "use_sliding_window": false,
-            "torch_dtype": "bfloat16"
+            "torch_dtype": "bfloat16",
+            "layer_types": vec!["full_attention"; self.layers]
         })
     }
 }
@@ -112,20 +129,40 @@ pub fn write_model(dir: &Path, shape: Shape, base_seed: u64, delta_seed: Option<
                 *x += delta * e;
             }
         }
-        let bytes = v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect();
+        let bytes = v
+            .iter()
+            .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+            .collect();
         data.insert(name, (s, bytes));
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = data
         .iter()
-        .map(|(n, (s, b))| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, s.clone(), b).unwrap()))
+        .map(|(n, (s, b))| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, s.clone(), b)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     write_side_files(dir, shape);
 }
 
 fn write_side_files(dir: &Path, shape: Shape) {
-    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&shape.config()).unwrap()).unwrap();
-    std::fs::write(dir.join("tokenizer_config.json"), format!("{{\"model_max_length\": 256, \"from\": {:?}}}", dir.display().to_string())).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&shape.config()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        format!(
+            "{{\"model_max_length\": 256, \"from\": {:?}}}",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
 }
 
 /// A header-only stand-in: `config.json` plus a safetensors file truncated after its
@@ -154,14 +191,25 @@ pub fn write_header_only(dir: &Path, shape: Shape) {
 
 /// Write a model map (YAML) from (reference, folder) pairs.
 pub fn write_model_map(path: &Path, entries: &[(&str, PathBuf)]) {
-    let text: String = entries.iter().map(|(r, p)| format!("{r}: {}\n", p.display())).collect();
+    let text: String = entries
+        .iter()
+        .map(|(r, p)| format!("{r}: {}\n", p.display()))
+        .collect();
     std::fs::write(path, text).unwrap();
 }
 
 /// Run `lamarck` with `args`; returns (success, stdout, stderr).
 pub fn lamarck(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lamarck")).args(args).env("RUST_LOG", "warn").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_lamarck"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Read every tensor of a model folder's single `model.safetensors` as f32.
@@ -179,9 +227,21 @@ pub fn read_tensors(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
         for (name, view) in st.tensors() {
             let vals: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::BF16 => view.data().chunks(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                safetensors::Dtype::F16 => view.data().chunks(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                safetensors::Dtype::F32 => view.data().chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+                safetensors::Dtype::BF16 => view
+                    .data()
+                    .chunks(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                safetensors::Dtype::F16 => view
+                    .data()
+                    .chunks(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                safetensors::Dtype::F32 => view
+                    .data()
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
                 d => panic!("unexpected dtype {d:?}"),
             };
             out.insert(name, (view.shape().to_vec(), vals));
@@ -195,7 +255,11 @@ pub fn max_bf16_ulps(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| {
-            let ulp = if *y == 0.0 { f32::MIN_POSITIVE } else { 2f32.powi(y.abs().log2().floor() as i32 - 7) };
+            let ulp = if *y == 0.0 {
+                f32::MIN_POSITIVE
+            } else {
+                2f32.powi(y.abs().log2().floor() as i32 - 7)
+            };
             (x - y).abs() / ulp
         })
         .fold(0.0, f32::max)

@@ -2,7 +2,7 @@
 requests, same CPU, in one run. Not a test: the numbers depend on the machine and its load.
 
     cargo build --release   # or a dev build: dependencies are built at opt-level 3
-    /work/pyenv/bin/python tools/eval/bench_eval.py --lamarck target/release/lamarck
+    /work/pyenv/bin/python tools/eval/bench_eval.py --lamarck target/release/lamarck [more binaries]
 
 Makes a random ~98M-parameter Qwen2 (hidden 768, 12 layers, 12/2 heads, intermediate 2048,
 vocab 32000, tied embeddings) in --workdir, and lm-eval-shaped requests (contexts of 96-160
@@ -68,7 +68,8 @@ def transformers_scores(model, reqs, batch_size):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lamarck", default="target/release/lamarck")
+    ap.add_argument("--lamarck", nargs="+", default=["target/release/lamarck"],
+                    help="one or more lamarck binaries (e.g. builds with and without gemm's x86-v4)")
     ap.add_argument("--workdir", default="/tmp/lamarck-bench")
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -88,21 +89,22 @@ def main():
     del model
 
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
-    res = subprocess.run([args.lamarck, "bench-eval", "--model", model_dir, "--requests", req_file,
-                          "--batch-size", str(args.batch_size)], capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        raise SystemExit(res.stderr)
-    lam = json.loads(res.stdout.strip().splitlines()[-1])
-    diff = max(abs(a - b) for a, b in zip(lam["loglikelihoods"], t_ll))
     t_tps = t_tokens / t_secs
-    print(json.dumps({
-        "requests": len(reqs), "batch_size": args.batch_size, "threads": args.threads,
-        "tokens": t_tokens, "transformers_tokens_per_s": round(t_tps, 1),
-        "lamarck_tokens_per_s": round(lam["tokens_per_second"], 1),
-        "ratio_lamarck_over_transformers": round(lam["tokens_per_second"] / t_tps, 3),
-        "max_abs_loglikelihood_diff": diff,
-        "torch": torch.__version__,
-    }, indent=1))
+    report = {"requests": len(reqs), "batch_size": args.batch_size, "threads": args.threads,
+              "tokens": t_tokens, "transformers_tokens_per_s": round(t_tps, 1),
+              "torch": torch.__version__, "lamarck": {}}
+    for binary in args.lamarck:
+        res = subprocess.run([binary, "bench-eval", "--model", model_dir, "--requests", req_file,
+                              "--batch-size", str(args.batch_size)], capture_output=True, text=True, env=env)
+        if res.returncode != 0:
+            raise SystemExit(res.stderr)
+        lam = json.loads(res.stdout.strip().splitlines()[-1])
+        report["lamarck"][binary] = {
+            "tokens_per_s": round(lam["tokens_per_second"], 1),
+            "ratio_over_transformers": round(lam["tokens_per_second"] / t_tps, 3),
+            "max_abs_loglikelihood_diff": max(abs(a - b) for a, b in zip(lam["loglikelihoods"], t_ll)),
+        }
+    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -300,6 +300,68 @@ def multi_recipe(dt):
     return [stage1, final]
 
 
+def stochastic_recipes():
+    """DARE/DELLA recipes: compared statistically (lamarck's RNG is not torch's)."""
+    def two(dt, p0, p1):
+        return [
+            {"model": m("dense", dt), "parameters": p0},
+            {"model": m("lowrank", dt), "parameters": p1},
+        ]
+
+    return {
+        "dare_ties_bf16": {
+            "merge_method": "dare_ties",
+            "base_model": m("base", "bf16"),
+            "models": two("bf16", {"weight": 0.5, "density": 0.4}, {"weight": 0.5, "density": 0.6}),
+            "parameters": {"normalize": True},
+            "dtype": "bfloat16",
+        },
+        "dare_linear_f32": {
+            "merge_method": "dare_linear",
+            "base_model": m("base", "f32"),
+            "models": two("f32", {"weight": 0.6, "density": 0.5}, {"weight": 0.4, "density": 0.5}),
+            "dtype": "float32",
+        },
+        "della_bf16": {
+            "merge_method": "della",
+            "base_model": m("base", "bf16"),
+            "models": two("bf16", {"weight": 0.6, "density": 0.5}, {"weight": 0.4, "density": 0.5}),
+            "parameters": {"epsilon": 0.1},
+            "dtype": "bfloat16",
+        },
+        "della_linear_f32": {
+            "merge_method": "della_linear",
+            "base_model": m("base", "f32"),
+            "models": two("f32", {"weight": 0.5, "density": 0.4}, {"weight": 0.5, "density": 0.4}),
+            "parameters": {"epsilon": 0.15, "lambda": 1.1},
+            "dtype": "float32",
+        },
+    }
+
+
+def run_stochastic(tmp):
+    """mergekit-yaml with --random-seed 1 and 2 for each stochastic recipe."""
+    names = []
+    for case, recipe in stochastic_recipes().items():
+        case_dir = f"{GOLD}/{case}"
+        if os.path.isdir(case_dir):
+            shutil.rmtree(case_dir)
+        os.makedirs(case_dir)
+        with open(f"{case_dir}/recipe.yaml", "w") as f:
+            f.write(to_yaml([recipe]))
+        cfg = os.path.join(tmp, case + ".yaml")
+        with open(cfg, "w") as f:
+            f.write(to_yaml([absolutize(recipe)]))
+        for seed in (1, 2):
+            out = os.path.join(tmp, f"{case}-{seed}")
+            run([f"{BIN}/mergekit-yaml", cfg, out, "--quiet", "--random-seed", str(seed)])
+            tensors = load_file(os.path.join(out, "model.safetensors"))
+            save_file(tensors, os.path.join(case_dir, f"expected-seed{seed}.safetensors"), metadata={"mergekit": "0.1.5"})
+        names.append(case)
+        print("ok", case)
+    return names
+
+
 def to_yaml(docs):
     import yaml
 
@@ -370,10 +432,22 @@ def main():
         save_file(t, os.path.join(case_dir, "expected-stage-mix-ties.safetensors"), metadata={"mergekit": "0.1.5"})
         cases.append(case)
         print("ok", case)
+    stochastic = run_stochastic(tmp)
     with open(f"{GOLD}/cases.json", "w") as f:
-        json.dump({"mergekit": "0.1.5", "cases": cases}, f, indent=1)
+        json.dump({"mergekit": "0.1.5", "cases": cases, "stochastic": stochastic}, f, indent=1)
     shutil.rmtree(tmp)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--only-stochastic"]:
+        # Add/refresh the stochastic cases without regenerating fixtures or the rest.
+        tmp = tempfile.mkdtemp()
+        names = run_stochastic(tmp)
+        with open(f"{GOLD}/cases.json") as f:
+            index = json.load(f)
+        index["stochastic"] = names
+        with open(f"{GOLD}/cases.json", "w") as f:
+            json.dump(index, f, indent=1)
+        shutil.rmtree(tmp)
+    else:
+        main()

@@ -85,6 +85,8 @@ pub struct TaskSpec {
     pub output_type: OutputType,
     pub metrics: Vec<MetricSpec>,
     pub filters: Vec<FilterSpec>,
+    /// `fewshot_config.sampler: first_n` takes the first examples instead of a seeded draw.
+    pub fewshot_first_n: bool,
 }
 
 /// Keys that do not change scores: accepted and ignored.
@@ -96,7 +98,6 @@ const IGNORED: &[&str] = &[
     "group",
     "repeats",
     "unsafe_code",
-    "fewshot_config",
 ];
 /// Keys that need Python.
 const UNSUPPORTED: &[&str] = &[
@@ -171,6 +172,7 @@ impl TaskSpec {
             "generation_kwargs",
             "metric_list",
             "filter_list",
+            "fewshot_config",
         ];
         for key in fields.keys() {
             if !known.contains(&key.as_str()) && !IGNORED.contains(&key.as_str()) {
@@ -283,7 +285,28 @@ impl TaskSpec {
                 .ok_or_else(|| err("num_fewshot", "expected a non-negative integer".into()))?
                 as usize,
         };
+        let fewshot_first_n = match fields.get("fewshot_config") {
+            None | Some(Value::Null) => false,
+            Some(Value::Mapping(m)) => {
+                let mut first_n = false;
+                for (k, v) in m {
+                    match (k.as_str(), v.as_str()) {
+                        (Some("sampler"), Some("first_n")) => first_n = true,
+                        (Some("sampler"), Some("default")) => first_n = false,
+                        (k, _) => {
+                            return Err(err(
+                                &format!("fewshot_config.{}", k.unwrap_or("?")),
+                                "only `sampler: default` or `sampler: first_n` is supported".into(),
+                            ))
+                        }
+                    }
+                }
+                first_n
+            }
+            Some(_) => return Err(err("fewshot_config", "expected a mapping".into())),
+        };
         Ok(TaskSpec {
+            fewshot_first_n,
             name,
             file: path.to_path_buf(),
             dataset_path,
