@@ -3,7 +3,10 @@ use clap::{Parser, Subcommand};
 
 pub mod bench_eval;
 pub mod eval;
+pub mod evolve;
+pub mod export;
 pub mod merge;
+pub mod report;
 pub mod synth;
 pub mod zoo;
 
@@ -33,6 +36,12 @@ pub enum Command {
     Synth(synth::SynthArgs),
     /// Benchmark log-likelihood scoring throughput (see tools/eval/bench_eval.py).
     BenchEval(bench_eval::BenchEvalArgs),
+    /// Search a recipe's genes (evolutionary merging); records in results/<run>/.
+    Evolve(evolve::EvolveArgs),
+    /// Write a recorded candidate as a recipe for `lamarck merge`.
+    Export(export::ExportArgs),
+    /// Summarize a search: frontier, best vs start vs parents, plot.
+    Report(report::ReportArgs),
 }
 
 pub fn parse() -> Cli {
@@ -47,6 +56,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Zoo(args) => zoo::run(args),
         Command::Synth(args) => synth::run(args),
         Command::BenchEval(args) => bench_eval::run(args),
+        Command::Evolve(args) => evolve::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Report(args) => report::run(args),
     }
 }
 

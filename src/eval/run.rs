@@ -322,7 +322,14 @@ fn generate(
     Ok((order, records))
 }
 
+/// Whether tasks show their own progress bars (the search turns them off: it shows one
+/// bar for the whole run).
+pub static SHOW_PROGRESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 fn progress(len: u64, task: &str) -> indicatif::ProgressBar {
+    if !SHOW_PROGRESS.load(std::sync::atomic::Ordering::Relaxed) {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = indicatif::ProgressBar::new(len);
     if let Ok(style) =
         indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{elapsed}<{eta}]")

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use super::methods::{merge_tensor, ModelTensor, TensorJob};
 use super::rng::RngKey;
+use crate::model::vocab::{relayout, strip_tokenizer_files, OutputVocab, Rows};
 use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter, WriteOptions};
 use crate::plan::{Plan, RecipePlan, StageInput, TensorPlan};
 
@@ -36,6 +37,12 @@ pub enum Error {
     },
     #[error("merging `{tensor}`: {message}")]
     Invalid { tensor: String, message: String },
+    #[error("merging `{tensor}`: tokenizer_source: {source}")]
+    Vocab {
+        tensor: String,
+        #[source]
+        source: crate::model::vocab::Error,
+    },
     #[error(transparent)]
     Model(#[from] crate::model::Error),
     #[error("{path}: {source}")]
@@ -227,8 +234,10 @@ pub fn materialize(planned: &RecipePlan, opts: &RunOptions) -> Result<MemorySink
         })
 }
 
-/// Read, cut, round to the compute dtype, merge one tensor.
+/// Read, cut (or re-lay out to the output vocabulary), round to the compute dtype, merge
+/// one tensor.
 fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Result<Vec<f32>> {
+    let vocab = plan.vocab.as_deref().filter(|_| t.is_embed);
     let load = |input: &crate::plan::TensorInput| -> Result<Vec<f32>> {
         let data = sources[input.model]
             .read_f32(&input.tensor)
@@ -237,10 +246,13 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
                 tensor: input.tensor.clone(),
                 source,
             })?;
-        let mut data = cut(data, &input.shape, &t.shape).map_err(|message| Error::Invalid {
-            tensor: t.name.clone(),
-            message,
-        })?;
+        let mut data = match vocab {
+            Some(_) => data,
+            None => cut(data, &input.shape, &t.shape).map_err(|message| Error::Invalid {
+                tensor: t.name.clone(),
+                message,
+            })?,
+        };
         // mergekit casts inputs to the compute dtype on load; values already stored in it
         // are unchanged by that cast.
         if t.compute_dtype != DType::F32 && input.dtype != t.compute_dtype {
@@ -250,12 +262,15 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
         }
         Ok(data)
     };
-    let base = t.base.as_ref().map(load).transpose()?;
-    let models = t
+    let mut base = t.base.as_ref().map(load).transpose()?;
+    let mut models = t
         .models
         .iter()
         .map(|m| load(&m.input))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(v) = vocab {
+        (base, models) = relayout_inputs(plan, t, v, base, models)?;
+    }
     let job = TensorJob {
         name: &t.name,
         shape: &t.shape,
@@ -292,6 +307,40 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
         });
     }
     Ok(out)
+}
+
+/// mergekit's `PermutedVocabulary`: every input of embedding `t` moved to the output
+/// vocabulary's ids (fill rows for tokens an input lacks, padding rows).
+fn relayout_inputs(
+    plan: &Plan,
+    t: &TensorPlan,
+    vocab: &OutputVocab,
+    base: Option<Vec<f32>>,
+    models: Vec<Vec<f32>>,
+) -> Result<(Option<Vec<f32>>, Vec<Vec<f32>>)> {
+    let has_base = base.is_some();
+    let rows: Vec<Rows> = base
+        .into_iter()
+        .chain(models)
+        .zip(t.inputs())
+        .map(|(data, input)| Rows {
+            model: input.model,
+            name: &plan.models[input.model],
+            data,
+        })
+        .collect();
+    let base_pos = t
+        .base_model
+        .and_then(|b| rows.iter().position(|r| r.model == b));
+    let cols = t.shape.get(1).copied().unwrap_or(0);
+    let mut out = relayout(vocab, rows, base_pos, cols, t.compute_dtype, &t.name)
+        .map_err(|source| Error::Vocab {
+            tensor: t.name.clone(),
+            source,
+        })?
+        .into_iter();
+    let base = if has_base { out.next() } else { None };
+    Ok((base, out.collect()))
 }
 
 /// The top-left `to` part of a row-major `from`-shaped tensor (1-D or 2-D).
@@ -351,6 +400,13 @@ pub fn write_folder(
     for name in donor.tag_along_files() {
         let from = donor.path.join(name);
         std::fs::copy(&from, dir.join(name)).map_err(io(from.clone()))?;
+    }
+    // `tokenizer_source: base` whose tokenizer has ids beyond the base's vocab_size
+    if let Some(n) = plan.vocab.as_ref().and_then(|v| v.strip_at) {
+        strip_tokenizer_files(&dir, n).map_err(|source| Error::Vocab {
+            tensor: "tokenizer.json".into(),
+            source,
+        })?;
     }
     std::fs::write(dir.join("mergekit_config.yml"), files.recipe_text)
         .map_err(io(dir.join("mergekit_config.yml")))?;

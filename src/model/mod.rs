@@ -12,6 +12,7 @@ pub mod safetensors;
 pub mod splitmix;
 pub mod stream_writer;
 pub mod synth;
+pub mod vocab;
 pub mod writer;
 
 pub use arch::{Architecture, WeightInfo};

@@ -2,11 +2,14 @@
 //! renumbers layers across slices, picks embedding inputs from the first slice and
 //! final-norm/lm_head inputs from the last, applies the tied-`lm_head` fallback, and
 //! resolves every parameter for every tensor.
+use std::sync::Arc;
+
 use super::error::{Error, Result};
 use super::resolve;
-use super::{InputModel, ModelInput, Plan, TensorInput, TensorPlan};
+use super::{vocab, InputModel, ModelInput, Plan, TensorInput, TensorPlan};
 use crate::merge::methods::BaseUse;
 use crate::merge::{Compat, ParamSpec};
+use crate::model::vocab::OutputVocab;
 use crate::model::{Architecture, DType, WeightInfo};
 use crate::recipe::{ParamSet, Stage, TokenizerSource};
 
@@ -43,6 +46,8 @@ struct Ctx<'a> {
     inputs: &'a [InputModel],
     specs: Vec<ParamSpec>,
     empty: ParamSet,
+    /// The output vocabulary (`tokenizer_source`), if any.
+    vocab: Option<Arc<OutputVocab>>,
 }
 
 impl Ctx<'_> {
@@ -87,12 +92,13 @@ pub fn build(
     inputs: &[InputModel],
     seed: u64,
 ) -> Result<Plan> {
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         stage,
         name: stage_name,
         inputs,
         specs: stage.method.params(stage.compat),
         empty: ParamSet::new(),
+        vocab: None,
     };
     let refs = stage.model_refs();
     if refs.len() != inputs.len() || refs.iter().zip(inputs).any(|(r, m)| *r != m.reference) {
@@ -101,6 +107,23 @@ pub fn build(
             inputs.iter().map(|m| &m.reference).collect::<Vec<_>>()
         )));
     }
+    // the base, else the first slice's first source
+    let config_donor = match (&stage.base_model, stage.slices.first()) {
+        (Some(b), _) => ctx.index(b)?,
+        (None, Some(s)) if !s.sources.is_empty() => ctx.index(&s.sources[0].model)?,
+        _ => return Err(ctx.invalid("the stage has no models".into())),
+    };
+    let tokenizer_donor = match &stage.tokenizer_source {
+        None | Some(TokenizerSource::Base) => config_donor,
+        Some(TokenizerSource::Model(m)) => ctx.index(m)?,
+    };
+    ctx.vocab = vocab::output_vocab(
+        stage_name,
+        stage.tokenizer_source.as_ref(),
+        inputs,
+        config_donor,
+        Some(tokenizer_donor),
+    )?;
     let slices = normalise(&ctx)?;
     let mut tensors = Vec::new();
     let post_t = match stage.compat {
@@ -140,14 +163,6 @@ pub fn build(
     }
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let config_donor = match &stage.base_model {
-        Some(b) => ctx.index(b)?,
-        None => first.sources[0].model,
-    };
-    let tokenizer_donor = match &stage.tokenizer_source {
-        None | Some(TokenizerSource::Base) => config_donor,
-        Some(TokenizerSource::Model(m)) => ctx.index(m)?,
-    };
     let donor_tied = inputs[config_donor].config.tie_word_embeddings();
     if donor_tied && tensors.iter().any(|t| t.name == "lm_head.weight") {
         tracing::warn!(
@@ -168,6 +183,11 @@ pub fn build(
         layer_origins,
         config_dtype: stage.out_dtype.or(stage.dtype),
         tensors,
+        output_tokenizer: match &ctx.vocab {
+            Some(v) => vocab::built_tokenizer(stage_name, v),
+            None => inputs[tokenizer_donor].tokenizer.clone(),
+        },
+        vocab: ctx.vocab.clone(),
     })
 }
 
@@ -371,6 +391,7 @@ fn tensor(
         base,
         models,
         params: global,
+        base_model: slice.base,
     }))
 }
 
@@ -400,6 +421,16 @@ fn output_shape(
             .find(|f| f.shape != first.shape)
             .unwrap_or(first);
         return Err(mismatch(first, bad));
+    }
+    if let (true, Some(v)) = (w.is_embed, ctx.vocab.as_deref()) {
+        // every input is re-laid out to the output vocabulary: only the hidden size must agree
+        if let Some(bad) = found
+            .iter()
+            .find(|f| f.shape.len() != 2 || f.shape[1] != first.shape[1])
+        {
+            return Err(mismatch(first, bad));
+        }
+        return Ok(vec![v.rows, first.shape[1]]);
     }
     if GTA.contains(&ctx.stage.method.name) {
         if let Some(b) = base_pos {

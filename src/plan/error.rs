@@ -37,6 +37,12 @@ pub enum Error {
     },
     #[error(transparent)]
     Recipe(#[from] crate::recipe::Error),
+    #[error("stage `{stage}`: tokenizer_source: {source}")]
+    Vocab {
+        stage: String,
+        #[source]
+        source: crate::model::vocab::Error,
+    },
     #[error("stage `{stage}`: {source}")]
     Model {
         stage: String,

@@ -11,14 +11,17 @@ pub mod build;
 pub mod error;
 pub mod recipe;
 mod resolve;
+mod vocab;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub use build::build;
 pub use error::{Error, Result};
 pub use recipe::{plan_recipe, PlannedStage, RecipeOptions, RecipePlan, StageInput};
 
 use crate::merge::{Compat, MethodSpec, Params};
+use crate::model::vocab::{OutputVocab, Vocabulary};
 use crate::model::{DType, HfConfig, ModelDir, TensorInfo};
 
 /// What the planner needs to know about one input model: its config and tensor headers.
@@ -28,6 +31,20 @@ pub struct InputModel {
     pub reference: String,
     pub config: HfConfig,
     pub tensors: BTreeMap<String, TensorInfo>,
+    /// Where its tokenizer's vocabulary is (read only by stages with `tokenizer_source`).
+    pub tokenizer: TokenizerOrigin,
+}
+
+/// Where an input's tokenizer vocabulary comes from.
+#[derive(Debug, Clone, Default)]
+pub enum TokenizerOrigin {
+    /// Unknown (no folder): `tokenizer_source` then merges embeddings by id.
+    #[default]
+    None,
+    /// `tokenizer.json` in this folder, if it has one.
+    Folder(std::path::PathBuf),
+    /// The output vocabulary an earlier stage's plan built.
+    Built(Arc<Vocabulary>),
 }
 
 impl InputModel {
@@ -41,6 +58,7 @@ impl InputModel {
             reference: reference.to_string(),
             config: dir.config.clone(),
             tensors,
+            tokenizer: TokenizerOrigin::Folder(dir.path.clone()),
         }
     }
 }
@@ -72,7 +90,8 @@ pub struct ModelInput {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorPlan {
     pub name: String,
-    /// Output shape; inputs with a larger shape (embeddings only) are cut to its top-left.
+    /// Output shape; inputs with a larger shape (embeddings only) are cut to its top-left,
+    /// or, when the plan has a [`Plan::vocab`], embeddings are re-laid out to it.
     pub shape: Vec<usize>,
     pub is_embed: bool,
     pub out_dtype: DType,
@@ -83,6 +102,9 @@ pub struct TensorPlan {
     pub models: Vec<ModelInput>,
     /// Global (method) parameters.
     pub params: Params,
+    /// The slice's base model (index into [`Plan::models`]), whether or not the method
+    /// takes it as a separate input: the vocabulary re-layout prefers its rows.
+    pub base_model: Option<usize>,
 }
 
 impl TensorPlan {
@@ -125,6 +147,11 @@ pub struct Plan {
     pub config_dtype: Option<DType>,
     /// Output tensors, sorted by name (mergekit's write order).
     pub tensors: Vec<TensorPlan>,
+    /// The output vocabulary (`tokenizer_source`): embeddings are re-laid out to it and
+    /// `vocab_size` is its row count. `None` without `tokenizer_source`.
+    pub vocab: Option<Arc<OutputVocab>>,
+    /// The output's tokenizer, for stages that read this one.
+    pub output_tokenizer: TokenizerOrigin,
 }
 
 impl Plan {
@@ -167,6 +194,9 @@ impl Plan {
         }
         if let Some(dtype) = self.config_dtype {
             config.set_dtype(dtype);
+        }
+        if let Some(v) = &self.vocab {
+            config.raw.insert("vocab_size".into(), v.rows.into());
         }
     }
 
@@ -254,6 +284,7 @@ impl InputModel {
             reference: reference.to_string(),
             config,
             tensors,
+            tokenizer: plan.output_tokenizer.clone(),
         }
     }
 }

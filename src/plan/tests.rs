@@ -52,6 +52,7 @@ fn qwen(reference: &str, layers: usize, vocab: usize, tied: bool) -> InputModel 
         reference: reference.to_string(),
         config,
         tensors,
+        tokenizer: Default::default(),
     }
 }
 

@@ -1,1 +1,30 @@
-//! See crate docs.
+//! The evolutionary loop: mutate genes of a multi-stage recipe, materialize each candidate
+//! in memory, score it with the evaluator, and record everything so a run can be resumed,
+//! reported and exported.
+//!
+//! - [`spec`]: the search file (`searches/*.yaml`): recipe, genes, objectives, optimizer, budget.
+//! - [`genes`]: gene places in the recipe's YAML documents; substitution → recipe text.
+//! - [`cmaes`], [`random`]: optimizers with ask/tell over genes scaled to [0, 1].
+//! - [`materialize`]: recipe → merged tensors in memory, with a content-addressed stage cache.
+//! - [`records`]: the files of `results/<run>/` (append-only rows, atomic rewrites, resume).
+//! - [`frontier`]: the Pareto set over the objectives.
+//! - [`run`]: the loop; [`report`]: tables and the SVG plot; [`export`]: candidate → recipe.
+#![allow(clippy::result_large_err)] // errors carry paths and messages; not on a hot path
+#[allow(clippy::needless_range_loop)] // matrix code reads best with indices
+pub mod cmaes;
+pub mod dry_run;
+pub mod error;
+pub mod export;
+pub mod frontier;
+pub mod genes;
+pub mod materialize;
+pub mod optimizer;
+pub mod random;
+pub mod records;
+pub mod report;
+pub mod run;
+pub mod score;
+pub mod spec;
+
+pub use error::{Error, Result};
+pub use spec::SearchSpec;

@@ -1,0 +1,110 @@
+//! `lamarck evolve SEARCH.yaml`: run a search (or `--resume results/<run>`), or check it
+//! with `--dry-run`.
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::model::writer::parse_size;
+use crate::search::dry_run::dry_run;
+use crate::search::genes::Genome;
+use crate::search::run::{evolve, EvolveOptions, Session};
+use crate::search::SearchSpec;
+
+#[derive(Args, Debug)]
+pub struct EvolveArgs {
+    /// The search file (searches/*.yaml). Not needed with --resume.
+    #[arg(required_unless_present = "resume")]
+    pub search: Option<PathBuf>,
+    /// Run folder (default: results/<search file name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this folder (after an interruption or with a larger budget).
+    #[arg(long, conflicts_with_all = ["out", "model_map"])]
+    pub resume: Option<PathBuf>,
+    /// Validate the genes against the recipe, plan every stage from headers, print the
+    /// search space and the per-candidate cost; merge and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Memory for cached stage outputs (K/M/G suffixes ×1e3/1e6/1e9).
+    #[arg(long, default_value = "2G")]
+    pub cache_mem: String,
+    /// Merge threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Override the search file's candidate budget (the starting point counts).
+    #[arg(long)]
+    pub candidates: Option<u64>,
+    /// Override the search file's time budget, in minutes.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// YAML mapping from model reference to local folder (overrides the search file's
+    /// `model_map`; remembered by the run).
+    #[arg(long)]
+    pub model_map: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
+    let cache_mem = parse_size(&args.cache_mem)
+        .map_err(|e| anyhow::anyhow!("--cache-mem {}: {e}", args.cache_mem))?;
+    if args.dry_run {
+        let file = args
+            .search
+            .as_deref()
+            .context("--dry-run needs the search file")?;
+        let mut spec = SearchSpec::load(file)?;
+        if let Some(m) = &args.model_map {
+            spec.model_map = Some(m.clone());
+        }
+        let genome = Genome::new(&spec.genes, &spec.recipe_text)?;
+        print!("{}", dry_run(&spec, &genome)?);
+        return Ok(());
+    }
+    let session = match (&args.resume, &args.search) {
+        (Some(dir), _) => {
+            Session::open(dir).with_context(|| format!("resuming {}", dir.display()))?
+        }
+        (None, Some(file)) => {
+            let out = args.out.clone().unwrap_or_else(|| {
+                let stem = file
+                    .file_stem()
+                    .map_or("run".into(), |s| s.to_string_lossy().into_owned());
+                PathBuf::from("results").join(stem)
+            });
+            Session::create(file, &out, args.model_map.as_deref())?
+        }
+        (None, None) => anyhow::bail!("give a search file or --resume results/<run>"),
+    };
+    eprintln!(
+        "evolve: {} gene(s), {} objective(s), population {}; records in {}",
+        session.genome.len(),
+        session.spec.objectives.len(),
+        session.spec.population,
+        session.dir.root.display()
+    );
+    let opts = EvolveOptions {
+        cache_mem,
+        threads: args.threads,
+        progress: !args.quiet,
+        candidates: args.candidates,
+        minutes: args.minutes,
+    };
+    let summary = evolve(&session, &opts)?;
+    eprintln!(
+        "evolve: stopped: {}; {} candidate(s) recorded ({} new)",
+        summary.stopped, summary.candidates, summary.new
+    );
+    if let (Some(best), Some(start)) = (&summary.best, &summary.start) {
+        println!(
+            "best #{}: fitness {:.4} (starting recipe {:.4}); `lamarck export {} --best` writes its recipe",
+            best.id,
+            best.fitness,
+            start.fitness,
+            session.dir.root.display()
+        );
+    }
+    Ok(())
+}

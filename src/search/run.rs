@@ -1,0 +1,447 @@
+//! The loop: score the starting point and the parents, then ask the optimizer for a
+//! generation, materialize and score each candidate, record it, tell, checkpoint.
+//!
+//! Candidate ids are a function of (generation, index): id 0 is the starting point and
+//! generation g's k-th point is `1 + g·λ + k`. Since a generation's points are a pure
+//! function of the checkpointed optimizer state, a resumed run asks the same points again,
+//! finds the ids already in `candidates.csv`, and scores only the missing ones.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::cmaes::Cmaes;
+use super::frontier::pareto;
+use super::genes::Genome;
+use super::materialize::Materializer;
+use super::optimizer::Optimizer;
+use super::random::RandomSearch;
+use super::records::{self, CandidateRow, ParentRow, RunDir, RunInfo};
+use super::score::{item_lines, Scorer};
+use super::spec::{OptimizerKind, SearchSpec};
+use super::{Error, Result};
+use crate::model::{resolve_model, ModelMap};
+use crate::recipe::Recipe;
+
+/// How to run (command-line settings, not part of the search).
+#[derive(Debug, Clone)]
+pub struct EvolveOptions {
+    /// Stage-cache budget in bytes.
+    pub cache_mem: u64,
+    /// Merge threads (0 = one per core).
+    pub threads: usize,
+    /// Show the progress bar.
+    pub progress: bool,
+    /// Override the search file's candidate budget.
+    pub candidates: Option<u64>,
+    /// Override the search file's time budget.
+    pub minutes: Option<f64>,
+}
+
+/// A search bound to its run folder.
+pub struct Session {
+    pub spec: SearchSpec,
+    pub genome: Genome,
+    pub dir: RunDir,
+    pub info: RunInfo,
+}
+
+impl Session {
+    /// Start a new run in `out` (which must not exist or be empty).
+    pub fn create(search_file: &Path, out: &Path, model_map: Option<&Path>) -> Result<Session> {
+        let text = std::fs::read_to_string(search_file).map_err(|e| Error::io(search_file, e))?;
+        let abs = std::path::absolute(search_file).map_err(|e| Error::io(search_file, e))?;
+        let model_map = model_map
+            .map(|m| std::path::absolute(m).map_err(|e| Error::io(m, e)))
+            .transpose()?;
+        let mut spec = SearchSpec::parse(&text, &abs)?;
+        if model_map.is_some() {
+            spec.model_map = model_map.clone();
+        }
+        let genome = Genome::new(&spec.genes, &spec.recipe_text)?;
+        // Validate the starting recipe loudly once (recipe warnings show here).
+        let (_, recipe) = genome.recipe(&genome.start, spec.compat, false)?;
+        recipe.build_order(recipe.output_stage(None)?)?;
+        if out.exists()
+            && std::fs::read_dir(out)
+                .map_err(|e| Error::io(out, e))?
+                .next()
+                .is_some()
+        {
+            return Err(Error::Records {
+                path: out.to_path_buf(),
+                message: "already exists; continue it with `lamarck evolve --resume` or pick another --out".into(),
+            });
+        }
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let info = RunInfo {
+            lamarck_version: env!("CARGO_PKG_VERSION").to_string(),
+            search_file: abs,
+            working_dir: std::env::current_dir().map_err(|e| Error::io(".", e))?,
+            search: text,
+            recipe: spec.recipe_text.clone(),
+            model_map,
+        };
+        let dir = RunDir {
+            root: out.to_path_buf(),
+        };
+        let yaml = serde_yaml_ng::to_string(&info).map_err(|e| Error::Invalid(e.to_string()))?;
+        records::write_atomic(&dir.run_yaml(), &yaml)?;
+        Ok(Session {
+            spec,
+            genome,
+            dir,
+            info,
+        })
+    }
+
+    /// Open an existing run from its `run.yaml`.
+    pub fn open(out: &Path) -> Result<Session> {
+        let dir = RunDir {
+            root: out.to_path_buf(),
+        };
+        let info = dir.read_info()?;
+        let spec =
+            SearchSpec::parse_with_recipe(&info.search, &info.search_file, Some(&info.recipe))?;
+        let genome = Genome::new(&spec.genes, &spec.recipe_text)?;
+        if let Ok(cwd) = std::env::current_dir() {
+            if cwd != info.working_dir {
+                tracing::warn!(
+                    "this run was started in {}; model references are resolved from {} now",
+                    info.working_dir.display(),
+                    cwd.display()
+                );
+            }
+        }
+        Ok(Session {
+            spec,
+            genome,
+            dir,
+            info,
+        })
+    }
+
+    pub fn gene_names(&self) -> Vec<String> {
+        self.spec.genes.iter().map(|g| g.name.clone()).collect()
+    }
+    pub fn objective_names(&self) -> Vec<String> {
+        self.spec
+            .objectives
+            .iter()
+            .map(|o| o.name.clone())
+            .collect()
+    }
+    pub fn weights(&self) -> Vec<f64> {
+        self.spec.objectives.iter().map(|o| o.weight).collect()
+    }
+
+    pub fn model_map(&self) -> Result<Option<ModelMap>> {
+        Ok(self
+            .spec
+            .model_map
+            .as_deref()
+            .map(ModelMap::load)
+            .transpose()?)
+    }
+
+    /// The recipe a candidate means.
+    pub fn recipe(&self, genes: &[f64]) -> Result<Recipe> {
+        Ok(self.genome.recipe(genes, self.spec.compat, true)?.1)
+    }
+
+    /// External models the recipe reads (its parents), in build order, without duplicates.
+    pub fn parents(&self) -> Result<Vec<String>> {
+        let recipe = self.recipe(&self.genome.start)?;
+        let order = recipe.build_order(recipe.output_stage(None)?)?;
+        let mut out: Vec<String> = Vec::new();
+        for i in order {
+            for r in recipe.stages[i].model_refs() {
+                if recipe.stage_for_reference(r).is_none() && !out.iter().any(|o| o == r) {
+                    out.push(r.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn new_optimizer(&self) -> Optimizer {
+        let n = self.genome.len();
+        match self.spec.optimizer {
+            OptimizerKind::Cmaes { sigma } => Optimizer::Cmaes(Cmaes::new(
+                self.genome.to_unit(&self.genome.start),
+                sigma,
+                self.spec.population,
+                self.spec.seed,
+            )),
+            OptimizerKind::Random => {
+                Optimizer::Random(RandomSearch::new(n, self.spec.population, self.spec.seed))
+            }
+        }
+    }
+
+    fn load_optimizer(&self) -> Result<Optimizer> {
+        let p = self.dir.state();
+        if !p.exists() {
+            return Ok(self.new_optimizer());
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        let bad = |message: String| Error::Records {
+            path: p.clone(),
+            message,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let opt = v
+            .get("optimizer")
+            .ok_or_else(|| bad("no `optimizer`".into()))?;
+        Optimizer::from_json(opt).map_err(bad)
+    }
+
+    fn save_optimizer(&self, opt: &Optimizer) -> Result<()> {
+        let v = serde_json::json!({
+            "genes": self.gene_names(),
+            "generation": opt.generation(),
+            "optimizer": opt.to_json(),
+        });
+        records::write_atomic(
+            &self.dir.state(),
+            &(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
+        )
+    }
+
+    /// Rewrite `frontier.csv` from `rows`.
+    pub fn write_frontier(&self, rows: &[CandidateRow]) -> Result<()> {
+        let mut text = records::candidate_header(&self.gene_names(), &self.objective_names());
+        text.push('\n');
+        for i in pareto(rows, &self.weights()) {
+            text.push_str(&rows[i].to_line());
+            text.push('\n');
+        }
+        records::write_atomic(&self.dir.frontier(), &text)
+    }
+}
+
+/// What one invocation did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub candidates: usize,
+    pub new: usize,
+    pub best: Option<CandidateRow>,
+    pub start: Option<CandidateRow>,
+    pub stopped: String,
+}
+
+/// Run (or continue) the search until its budget is spent.
+pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
+    let started = Instant::now();
+    let genes = session.gene_names();
+    let objectives = session.objective_names();
+    let header = records::candidate_header(&genes, &objectives);
+    let cpath = session.dir.candidates();
+    let mut rows: Vec<CandidateRow> = records::read_rows(&cpath, &header)?
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            CandidateRow::parse(l, genes.len(), objectives.len()).map_err(|m| Error::Records {
+                path: cpath.clone(),
+                message: format!("row {}: {m}", i + 1),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let ppath = session.dir.parents();
+    let mut parents: Vec<ParentRow> =
+        records::read_rows(&ppath, &records::parent_header(&objectives))?
+            .iter()
+            .map(|l| {
+                ParentRow::parse(l, objectives.len()).map_err(|m| Error::Records {
+                    path: ppath.clone(),
+                    message: m,
+                })
+            })
+            .collect::<Result<_>>()?;
+    let mut keep: BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
+    keep.extend(parents.iter().map(|p| format!("parent:{}", p.model)));
+    records::prune_items(&session.dir.items(), &keep)?;
+
+    let spec = &session.spec;
+    let budget = opts.candidates.or(spec.budget.candidates);
+    let minutes = opts.minutes.or(spec.budget.minutes);
+    let deadline = minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
+    let map = session.model_map()?;
+    let mut mat = Materializer::new(map.clone(), opts.cache_mem, opts.threads, spec.merge_seed);
+    let mut scorer = Scorer::new(&spec.objectives, &spec.eval)?;
+    let mut opt = session.load_optimizer()?;
+    if !session.dir.state().exists() {
+        session.save_optimizer(&opt)?;
+    }
+    let bar = progress_bar(opts.progress, budget, rows.len());
+    let before = rows.len();
+    let record = |rows: &mut Vec<CandidateRow>,
+                  id: u64,
+                  generation: u64,
+                  values: Vec<f64>,
+                  mat: &mut Materializer,
+                  scorer: &mut Scorer|
+     -> Result<f64> {
+        let recipe = session.recipe(&values)?;
+        let m = mat.materialize(&recipe).map_err(|e| Error::Candidate {
+            id,
+            message: e.to_string(),
+        })?;
+        let s = scorer
+            .score_output(&m.output)
+            .map_err(|e| Error::Candidate {
+                id,
+                message: e.to_string(),
+            })?;
+        let lines: Vec<String> = item_lines(&id.to_string(), &s)
+            .iter()
+            .filter_map(|l| serde_json::to_string(l).ok())
+            .collect();
+        records::append_lines(&session.dir.items(), &lines)?;
+        let row = CandidateRow {
+            id,
+            generation,
+            genes: values,
+            scores: s.values.clone(),
+            fitness: s.fitness,
+            hash: m.hash.clone(),
+            merge_s: m.seconds,
+            eval_s: s.seconds,
+        };
+        records::append_line(&cpath, &row.to_line())?;
+        tracing::debug!(
+            "candidate {id}: fitness {:.4}, {} stage(s) merged, {} reused",
+            s.fitness,
+            m.stages_run,
+            m.stages_reused
+        );
+        rows.push(row);
+        session.write_frontier(rows)?;
+        Ok(s.fitness)
+    };
+
+    if !rows.iter().any(|r| r.id == 0) {
+        bar.set_message("scoring the starting recipe");
+        record(
+            &mut rows,
+            0,
+            0,
+            session.genome.start.clone(),
+            &mut mat,
+            &mut scorer,
+        )?;
+        bar.set_position(rows.len() as u64);
+    }
+    let mut start_tok: Option<PathBuf> = None;
+    for reference in session.parents()? {
+        if parents.iter().any(|p| p.model == reference) {
+            continue;
+        }
+        bar.set_message(format!("scoring parent {reference}"));
+        let path = resolve_model(&reference, map.as_ref())?;
+        let tok: PathBuf = if path.join("tokenizer.json").is_file() {
+            path.clone()
+        } else {
+            if start_tok.is_none() {
+                let recipe = session.recipe(&session.genome.start)?;
+                start_tok = Some(mat.materialize(&recipe)?.output.tokenizer_dir.clone());
+            }
+            start_tok.clone().unwrap_or_default()
+        };
+        let s = scorer.score_dir(&path, &tok)?;
+        let name = format!("parent:{reference}");
+        let lines: Vec<String> = item_lines(&name, &s)
+            .iter()
+            .filter_map(|l| serde_json::to_string(l).ok())
+            .collect();
+        records::append_lines(&session.dir.items(), &lines)?;
+        let row = ParentRow {
+            model: reference,
+            scores: s.values,
+            fitness: s.fitness,
+        };
+        records::append_line(&ppath, &row.to_line())?;
+        parents.push(row);
+    }
+
+    let stopped = loop {
+        let g = opt.generation();
+        let xs = opt.ask();
+        let lambda = xs.len() as u64;
+        let mut fitness = Vec::new();
+        let mut stop = None;
+        for (k, x) in xs.iter().enumerate() {
+            let id = 1 + g * lambda + k as u64;
+            let values = session.genome.from_unit(x);
+            if let Some(r) = rows.iter().find(|r| r.id == id) {
+                if r.genes != values {
+                    return Err(Error::Records {
+                        path: cpath.clone(),
+                        message: format!("candidate {id} was recorded with genes {:?}, the optimizer asks {values:?}; the run folder does not belong to this search state", r.genes),
+                    });
+                }
+                fitness.push(r.fitness);
+                continue;
+            }
+            if budget.is_some_and(|b| rows.len() as u64 >= b) {
+                stop = Some(format!(
+                    "candidate budget of {} reached",
+                    budget.unwrap_or(0)
+                ));
+                break;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                stop = Some(format!(
+                    "time budget of {} minutes reached",
+                    minutes.unwrap_or(0.0)
+                ));
+                break;
+            }
+            bar.set_message(best_message(&rows));
+            fitness.push(record(&mut rows, id, g + 1, values, &mut mat, &mut scorer)?);
+            bar.set_position(rows.len() as u64);
+        }
+        if let Some(why) = stop {
+            break why;
+        }
+        opt.tell(&xs, &fitness);
+        session.save_optimizer(&opt)?;
+    };
+    bar.finish_and_clear();
+    session.write_frontier(&rows)?;
+    let best = rows
+        .iter()
+        .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
+        .cloned();
+    Ok(Summary {
+        candidates: rows.len(),
+        new: rows.len() - before,
+        best,
+        start: rows.iter().find(|r| r.id == 0).cloned(),
+        stopped,
+    })
+}
+
+fn best_message(rows: &[CandidateRow]) -> String {
+    rows.iter()
+        .max_by(|a, b| a.fitness.total_cmp(&b.fitness))
+        .map(|r| format!("best {:.4} (#{})", r.fitness, r.id))
+        .unwrap_or_default()
+}
+
+fn progress_bar(show: bool, budget: Option<u64>, done: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match budget {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "evolve [{bar:30}] {pos}/{len} candidates {elapsed_precise} (eta {eta}) {msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_position(done as u64);
+    bar
+}

@@ -1,0 +1,133 @@
+//! Training phases: batches of skill items, masked next-token loss, AdamW, a warmup +
+//! cosine learning-rate schedule. Deterministic: data comes from `ZooRng` streams and the
+//! twin's ops are deterministic on one thread.
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use indicatif::ProgressBar;
+use tokenizers::Tokenizer;
+
+use super::skills::{EvalSplits, Skill, TrainStream};
+use super::tokenizer::{encode, endoftext_id};
+use super::twin::{Params, Twin, ZooShape};
+use super::Result;
+
+/// One training phase (base pre-training, generalist or specialist fine-tuning).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    /// Also the label of the phase's data stream.
+    pub name: String,
+    pub skills: Vec<Skill>,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub peak_lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    /// Pre-training style: loss on every token of the item (raw text). Otherwise
+    /// instruction style: loss on the answer and its newline only.
+    pub loss_on_prompt: bool,
+}
+
+impl Phase {
+    /// Learning rate at `step`: linear warmup, then cosine decay to 10% of the peak.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.peak_lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = (self.steps - self.warmup_steps).max(1) as f64;
+        let progress = (step - self.warmup_steps) as f64 / span;
+        self.peak_lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+    }
+}
+
+/// A padded batch: inputs, next-token targets and a 0/1 loss mask, all `[batch, len]`.
+struct Batch {
+    inputs: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+}
+
+fn next_batch(phase: &Phase, stream: &mut TrainStream, tokenizer: &Tokenizer) -> Result<Batch> {
+    // Each row: token ids and, per id, whether predicting it counts in the loss.
+    let mut rows: Vec<(Vec<u32>, Vec<bool>)> = Vec::with_capacity(phase.batch_size);
+    for _ in 0..phase.batch_size {
+        let (mut ids, mut scored) = (Vec::new(), Vec::new());
+        let (_, item) = stream.next_item();
+        let p = encode(tokenizer, &item.prompt)?;
+        let a = encode(tokenizer, &format!("{}\n", item.answer))?;
+        scored.extend(std::iter::repeat_n(phase.loss_on_prompt, p.len()));
+        scored.extend(std::iter::repeat_n(true, a.len()));
+        ids.extend(p);
+        ids.extend(a);
+        rows.push((ids, scored));
+    }
+    let len = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(2) - 1;
+    let pad = endoftext_id();
+    let (mut inputs, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for (ids, scored) in &rows {
+        for p in 0..len {
+            inputs.push(ids.get(p).copied().unwrap_or(pad));
+            targets.push(ids.get(p + 1).copied().unwrap_or(pad));
+            // The first token of a row is never predicted.
+            mask.push(if p + 1 < ids.len() && scored[p + 1] {
+                1f32
+            } else {
+                0f32
+            });
+        }
+    }
+    let n = rows.len();
+    Ok(Batch {
+        inputs: Tensor::from_vec(inputs, (n, len), &Device::Cpu)?,
+        targets: Tensor::from_vec(targets, (n, len), &Device::Cpu)?,
+        mask: Tensor::from_vec(mask, (n, len), &Device::Cpu)?,
+    })
+}
+
+/// Mean negative log-likelihood of the masked targets.
+fn masked_loss(twin: &Twin, batch: &Batch) -> Result<Tensor> {
+    let logits = twin.forward(&batch.inputs)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let picked = logp.gather(&batch.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
+    let total = (picked * &batch.mask)?.sum_all()?;
+    let count = batch.mask.sum_all()?.to_dtype(DType::F32)?;
+    Ok(total.neg()?.broadcast_div(&count)?)
+}
+
+/// Run `phase` on `params` in place; returns the mean loss of the last 10% of steps.
+pub fn train(
+    shape: &ZooShape,
+    params: &Params,
+    phase: &Phase,
+    seed: u64,
+    splits: &EvalSplits,
+    tokenizer: &Tokenizer,
+    progress: &ProgressBar,
+) -> Result<f32> {
+    let twin = Twin::new(shape, params)?;
+    let mut stream = TrainStream::new(seed, &phase.name, &phase.skills, splits);
+    let opt_params = ParamsAdamW {
+        lr: phase.lr_at(0),
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: phase.weight_decay,
+    };
+    let mut opt = AdamW::new(params.all_vars(), opt_params)?;
+    let tail_start = phase.steps - (phase.steps / 10).max(1);
+    let (mut tail_sum, mut tail_n) = (0f32, 0usize);
+    for step in 0..phase.steps {
+        opt.set_learning_rate(phase.lr_at(step));
+        let batch = next_batch(phase, &mut stream, tokenizer)?;
+        let loss = masked_loss(&twin, &batch)?;
+        opt.backward_step(&loss)?;
+        let value = loss.to_scalar::<f32>()?;
+        if step >= tail_start {
+            tail_sum += value;
+            tail_n += 1;
+        }
+        progress.set_message(format!("{} loss {value:.3}", phase.name));
+        progress.inc(1);
+    }
+    Ok(tail_sum / tail_n.max(1) as f32)
+}
