@@ -349,9 +349,23 @@ fn a_failing_kernel_leaves_no_output_behind() {
     // density + epsilon >= 1 is refused by DELLA only when it runs, after writing started.
     std::fs::write(&recipe, "merge_method: della\nbase_model: org/a\nparameters: {density: 0.95, epsilon: 0.1, weight: 1.0}\nmodels:\n  - model: org/b\n").unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&out), "--model-map", s(&map)]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        s(&recipe),
+        "--out",
+        s(&out),
+        "--model-map",
+        s(&map),
+    ]);
     assert!(!ok);
-    assert!(err.contains("epsilon") && err.contains("merging `"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.contains("out")).collect();
+    assert!(
+        err.contains("epsilon") && err.contains("merging `"),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("out"))
+        .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }

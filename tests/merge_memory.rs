@@ -15,28 +15,64 @@ fn memory_sink_equals_the_written_folder() {
     write_model(&tmp.path().join("b"), Shape::tiny(3), 1, Some(2), 0.05);
     write_model(&tmp.path().join("c"), Shape::tiny(3), 1, Some(3), 0.05);
     let map = tmp.path().join("map.yaml");
-    write_model_map(&map, &[("a", tmp.path().join("a")), ("b", tmp.path().join("b")), ("c", tmp.path().join("c"))]);
+    write_model_map(
+        &map,
+        &[
+            ("a", tmp.path().join("a")),
+            ("b", tmp.path().join("b")),
+            ("c", tmp.path().join("c")),
+        ],
+    );
     let text = "merge_method: dare_ties\nbase_model: a\ndtype: bfloat16\nseed: 11\nparameters: {density: 0.6, weight: [1.0, 0.5], normalize: true}\nmodels:\n  - model: b\n  - model: c\n";
     let recipe_path = tmp.path().join("r.yaml");
     std::fs::write(&recipe_path, text).unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", recipe_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model-map", map.to_str().unwrap()]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        recipe_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model-map",
+        map.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
 
     let recipe = Recipe::parse(text, &recipe_path, None).unwrap();
     let stage = &recipe.stages[0];
-    let dirs: Vec<ModelDir> = stage.model_refs().iter().map(|r| ModelDir::open(&tmp.path().join(r)).unwrap()).collect();
-    let inputs: Vec<InputModel> = stage.model_refs().iter().zip(&dirs).map(|(r, d)| InputModel::from_dir(r, d)).collect();
+    let dirs: Vec<ModelDir> = stage
+        .model_refs()
+        .iter()
+        .map(|r| ModelDir::open(&tmp.path().join(r)).unwrap())
+        .collect();
+    let inputs: Vec<InputModel> = stage
+        .model_refs()
+        .iter()
+        .zip(&dirs)
+        .map(|(r, d)| InputModel::from_dir(r, d))
+        .collect();
     let arch = Architecture::for_config(&inputs[0].config).unwrap();
     let plan = plan::build(stage, "final", arch, &inputs, 11).unwrap();
     let sources: Vec<&dyn TensorSource> = dirs.iter().map(|d| d as &dyn TensorSource).collect();
     let mut sink = MemorySink::default();
-    run(&plan, &sources, &mut sink, &RunOptions { threads: 2, progress: false }).unwrap();
+    run(
+        &plan,
+        &sources,
+        &mut sink,
+        &RunOptions {
+            threads: 2,
+            progress: false,
+        },
+    )
+    .unwrap();
 
     let written = read_tensors(&out);
     assert_eq!(sink.tensors.len(), written.len());
     for (name, (shape, _, data)) in &sink.tensors {
-        assert_eq!((shape, data), (&written[name].0, &written[name].1), "{name}");
+        assert_eq!(
+            (shape, data),
+            (&written[name].0, &written[name].1),
+            "{name}"
+        );
     }
 }
 
@@ -49,23 +85,52 @@ fn a_multi_stage_recipe_materializes_in_memory_as_on_disk() {
     write_model(&tmp.path().join("a"), Shape::tiny(4), 1, None, 0.0);
     write_model(&tmp.path().join("b"), Shape::tiny(4), 1, Some(2), 0.05);
     let map = tmp.path().join("map.yaml");
-    write_model_map(&map, &[("org/a", tmp.path().join("a")), ("org/b", tmp.path().join("b"))]);
+    write_model_map(
+        &map,
+        &[
+            ("org/a", tmp.path().join("a")),
+            ("org/b", tmp.path().join("b")),
+        ],
+    );
     let text = "name: mid\nmerge_method: della\nbase_model: org/a\nparameters: {density: 0.5, epsilon: 0.1, weight: 1.0}\nmodels:\n  - model: org/b\n---\n\
                 merge_method: slerp\nbase_model: org/a\nparameters: {t: [0.2, 0.8]}\nslices:\n  - sources: [{model: org/a, layer_range: [0, 3]}, {model: merges/mid, layer_range: [1, 4]}]\n";
     let recipe_path = tmp.path().join("r.yaml");
     std::fs::write(&recipe_path, text).unwrap();
     let out = tmp.path().join("out");
-    let (ok, _, err) = lamarck(&["merge", recipe_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--model-map", map.to_str().unwrap()]);
+    let (ok, _, err) = lamarck(&[
+        "merge",
+        recipe_path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model-map",
+        map.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
 
     let recipe = Recipe::parse(text, &recipe_path, None).unwrap();
     let model_map = ModelMap::load(&map).unwrap();
-    let opts = RecipeOptions { map: Some(&model_map), headers_only: false, seed: None, default_seed: 42 };
+    let opts = RecipeOptions {
+        map: Some(&model_map),
+        headers_only: false,
+        seed: None,
+        default_seed: 42,
+    };
     let planned = plan_recipe(&recipe, recipe.output_stage(None).unwrap(), &opts).unwrap();
-    let sink = materialize(&planned, &RunOptions { threads: 1, progress: false }).unwrap();
+    let sink = materialize(
+        &planned,
+        &RunOptions {
+            threads: 1,
+            progress: false,
+        },
+    )
+    .unwrap();
     let written = read_tensors(&out);
     assert_eq!(sink.tensors.len(), written.len());
     for (name, (shape, _, data)) in &sink.tensors {
-        assert_eq!((shape, data), (&written[name].0, &written[name].1), "{name}");
+        assert_eq!(
+            (shape, data),
+            (&written[name].0, &written[name].1),
+            "{name}"
+        );
     }
 }

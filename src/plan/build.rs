@@ -371,10 +371,16 @@ fn tensor(
         })?;
         models.push(ModelInput { input, params });
     }
-    let reference_dtype = base
-        .as_ref()
-        .or(models.first().map(|m| &m.input))
-        .map_or(DType::F32, |i| i.dtype);
+    // mergekit 0.1.5 promotes the inputs' dtypes (torch.promote_types): one dtype stays,
+    // any mix (bf16 + f16, anything + f32) computes and writes float32
+    let mut dtypes = base
+        .iter()
+        .map(|b| b.dtype)
+        .chain(models.iter().map(|m| m.input.dtype));
+    let reference_dtype = match dtypes.next() {
+        Some(first) if dtypes.all(|d| d == first) => first,
+        _ => DType::F32,
+    };
     let compute_dtype = ctx.stage.dtype.unwrap_or(reference_dtype);
     let out_dtype = ctx
         .stage

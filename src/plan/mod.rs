@@ -198,6 +198,22 @@ impl Plan {
         if let Some(v) = &self.vocab {
             config.raw.insert("vocab_size".into(), v.rows.into());
         }
+        let writes = |name: &str| self.tensors.iter().any(|t| t.name == name);
+        if !config.tie_word_embeddings()
+            && !writes("lm_head.weight")
+            && writes("model.embed_tokens.weight")
+        {
+            // transformers would initialise a random head: the inputs that supplied the
+            // final layers were tied, so the output is too
+            tracing::warn!(
+                "stage `{}`: no input of the last slice has `lm_head.weight`; writing \
+                 tie_word_embeddings: true (the config donor says false)",
+                self.stage
+            );
+            config
+                .raw
+                .insert("tie_word_embeddings".into(), serde_json::Value::Bool(true));
+        }
     }
 
     /// Groups of consecutive tensors the runner merges together (in parallel, results

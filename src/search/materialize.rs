@@ -16,7 +16,7 @@ use super::{Error, Result};
 use crate::merge::run::{run, MemorySink, RunOptions, TensorSource};
 use crate::model::writer::f32_to_bytes;
 use crate::model::{resolve_model, Architecture, HfConfig, ModelDir, ModelMap, TensorInfo};
-use crate::plan::{self, InputModel, Plan};
+use crate::plan::{self, InputModel, Plan, TokenizerOrigin};
 use crate::recipe::Recipe;
 
 /// The seed `lamarck merge` uses when neither `--seed` nor the recipe gives one.
@@ -31,6 +31,8 @@ pub struct StageOutput {
     pub config: HfConfig,
     /// Folder whose tokenizer files the stage's output carries.
     pub tokenizer_dir: PathBuf,
+    /// Its vocabulary, for later stages with `tokenizer_source`.
+    pub tokenizer: TokenizerOrigin,
     /// f32 bytes held.
     pub bytes: u64,
 }
@@ -54,6 +56,7 @@ impl StageOutput {
             reference: reference.to_string(),
             config: self.config.clone(),
             tensors,
+            tokenizer: self.tokenizer.clone(),
         }
     }
 }
@@ -233,9 +236,10 @@ impl Materializer {
                 progress: false,
             };
             // The runner logs every stage at info level; a search merges thousands of them.
-            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-                run(&plan, &sources, &mut sink, &opts)
-            })?;
+            tracing::subscriber::with_default(
+                tracing::subscriber::NoSubscriber::default(),
+                || run(&plan, &sources, &mut sink, &opts),
+            )?;
             let out = StageOutput {
                 key,
                 bytes: sink
@@ -244,6 +248,7 @@ impl Materializer {
                     .map(|(_, _, d)| d.len() as u64 * 4)
                     .sum(),
                 config: output_config(&plan, &inputs),
+                tokenizer: plan.output_tokenizer.clone(),
                 tokenizer_dir: match &held[plan.tokenizer_donor] {
                     Held::Dir(d) => d.path.clone(),
                     Held::Mem(m) => m.tokenizer_dir.clone(),
@@ -272,12 +277,7 @@ impl Materializer {
 /// The `config.json` a stage writes: its donor's, with the layer count and dtype it sets.
 pub(crate) fn output_config(plan: &Plan, inputs: &[InputModel]) -> HfConfig {
     let mut config = inputs[plan.config_donor].config.clone();
-    if let Some(n) = plan.num_hidden_layers {
-        config.set_num_hidden_layers(n);
-    }
-    if let Some(d) = plan.config_dtype {
-        config.set_dtype(d);
-    }
+    plan.update_config(&mut config);
     config
 }
 
