@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::methods::{merge_tensor, ModelTensor, TensorJob};
 use super::rng::RngKey;
 use crate::model::vocab::{relayout, strip_tokenizer_files, OutputVocab, Rows};
-use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter, WriteOptions};
+use crate::model::{writer::f32_to_bytes, Announced, DType, ModelDir, ModelWriter, WriteOptions};
 use crate::plan::{Plan, RecipePlan, StageInput, TensorPlan};
 
 #[derive(Debug, thiserror::Error)]
@@ -381,7 +381,20 @@ pub fn write_folder(
     write: WriteOptions,
     opts: &RunOptions,
 ) -> Result<(PathBuf, RunStats)> {
-    let writer = ModelWriter::create(out, write)?;
+    let mut writer = ModelWriter::create(out, write)?;
+    // The plan knows every output tensor: stream them to disk as they are merged (a
+    // bounded background writer) instead of holding a whole shard in memory.
+    let announced: Vec<Announced> = files
+        .plan
+        .tensors
+        .iter()
+        .map(|t| Announced {
+            name: t.name.clone(),
+            dtype: t.out_dtype,
+            shape: t.shape.clone(),
+        })
+        .collect();
+    writer.expect_tensors(&announced)?;
     let sources: Vec<&dyn TensorSource> = files
         .models
         .iter()

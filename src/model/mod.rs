@@ -10,6 +10,7 @@ pub mod hf_dir;
 pub mod resolve;
 pub mod safetensors;
 pub mod splitmix;
+pub mod stream_writer;
 pub mod synth;
 pub mod vocab;
 pub mod writer;
@@ -20,6 +21,7 @@ pub use dtype::DType;
 pub use error::Error;
 pub use hf_dir::{ModelDir, TensorInfo};
 pub use resolve::{resolve_model, ModelMap};
+pub use stream_writer::Announced;
 pub use writer::{ModelWriter, WriteOptions};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

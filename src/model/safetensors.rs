@@ -267,26 +267,47 @@ fn check_no_overlap(path: &Path, tensors: &BTreeMap<String, TensorEntry>) -> Res
 
 /// Convert little-endian bytes of `dtype` to f32 (bulk; exact for every input).
 ///
-/// The bytes may be unaligned (they come straight from an mmap); `bytemuck` copies them
-/// into an aligned buffer and `half` converts in bulk, both built optimised even in dev
-/// builds.
+/// The bytes may be unaligned (they come straight from an mmap): f32 is a byte copy, bf16
+/// a shift of each 16-bit word, f16 an aligned copy and `half`'s bulk conversion.
+///
+/// Large tensors are converted in parallel blocks (rayon), which also spreads the page
+/// faults of a cold memory-mapped read over every core; the result does not depend on the
+/// thread count.
 pub fn bytes_to_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 18; // elements
+    let n = bytes.len() / dtype.size();
+    let mut out = vec![0f32; n];
+    if n <= BLOCK {
+        convert_into(bytes, dtype, &mut out);
+    } else {
+        out.par_chunks_mut(BLOCK)
+            .zip(bytes.par_chunks(BLOCK * dtype.size()))
+            .for_each(|(o, b)| convert_into(b, dtype, o));
+    }
+    out
+}
+
+/// Convert `out.len()` elements of `bytes` into `out`.
+fn convert_into(bytes: &[u8], dtype: DType, out: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
     if cfg!(target_endian = "big") {
-        return bytes_to_f32_portable(bytes, dtype);
+        return convert_portable(bytes, dtype, out);
     }
     match dtype {
-        DType::F32 => aligned_copy::<f32>(bytes),
+        DType::F32 => {
+            let len = out.len() * 4;
+            bytemuck::cast_slice_mut::<f32, u8>(out).copy_from_slice(&bytes[..len])
+        }
         // bf16 → f32 is exact: the bf16 bits are the high half of the f32 bits.
-        DType::BF16 => bytes
-            .chunks_exact(2)
-            .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
-            .collect(),
+        DType::BF16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16);
+            }
+        }
         DType::F16 => {
-            let halves = aligned_copy::<half::f16>(bytes);
-            let mut out = vec![0f32; halves.len()];
-            halves.as_slice().convert_to_f32_slice(&mut out);
-            out
+            let halves = aligned_copy::<half::f16>(&bytes[..out.len() * 2]);
+            halves.as_slice().convert_to_f32_slice(out);
         }
     }
 }
@@ -300,20 +321,22 @@ fn aligned_copy<T: bytemuck::Pod>(bytes: &[u8]) -> Vec<T> {
     out
 }
 
-fn bytes_to_f32_portable(bytes: &[u8], dtype: DType) -> Vec<f32> {
-    let halves = || {
-        bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-    };
+fn convert_portable(bytes: &[u8], dtype: DType, out: &mut [f32]) {
     match dtype {
-        DType::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        DType::BF16 => halves()
-            .map(|b| half::bf16::from_bits(b).to_f32())
-            .collect(),
-        DType::F16 => halves().map(|b| half::f16::from_bits(b).to_f32()).collect(),
+        DType::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        DType::BF16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+            }
+        }
+        DType::F16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
+            }
+        }
     }
 }

@@ -399,7 +399,18 @@ pub fn write_model(
         .map_err(|m| super::Error::invalid(out, m))?;
     let mut writer = ModelWriter::create(out, opts.write.clone())?;
     qwen2_config(shape, opts.transformers5).write(&writer.temp_path().join("config.json"))?;
-    for (name, dims) in shape.tensors() {
+    // Every tensor is known: stream them to disk instead of buffering a shard.
+    let tensors = shape.tensors();
+    let announced: Vec<super::Announced> = tensors
+        .iter()
+        .map(|(name, dims)| super::Announced {
+            name: name.clone(),
+            dtype: shape.dtype,
+            shape: dims.clone(),
+        })
+        .collect();
+    writer.expect_tensors(&announced)?;
+    for (name, dims) in tensors {
         let values = tensor_values(opts.seed, variant, &name, &dims);
         writer.add_tensor(
             &name,

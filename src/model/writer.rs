@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::hf_dir::{INDEX_FILE, SINGLE_FILE};
 use super::safetensors::dtype_code;
+use super::stream_writer::{sort_for_shard, Announced, Streaming};
 use super::{DType, Error, Result};
 
 /// mergekit's default `--out-shard-size` (bytes).
@@ -61,6 +62,8 @@ pub struct ModelWriter {
     names: HashSet<String>,
     total_size: u64,
     finished: bool,
+    /// Set by [`ModelWriter::expect_tensors`]: tensors stream to disk as they arrive.
+    streaming: Option<Streaming>,
 }
 
 impl std::fmt::Debug for ModelWriter {
@@ -116,7 +119,38 @@ impl ModelWriter {
             names: HashSet::new(),
             total_size: 0,
             finished: false,
+            streaming: None,
         })
+    }
+
+    /// Announce every tensor that will be added (name, dtype, shape, in the order they
+    /// will arrive; call before the first [`ModelWriter::add_tensor`]). The writer then
+    /// streams each tensor to its final place in its shard on a background thread instead
+    /// of buffering whole shards in memory; the files are byte-identical to the buffered
+    /// ones. Adding a tensor that was not announced, or finishing with one missing, is an
+    /// error.
+    pub fn expect_tensors(&mut self, tensors: &[Announced]) -> Result<()> {
+        if !self.names.is_empty() || self.streaming.is_some() {
+            return Err(Error::invalid(
+                &self.out,
+                "expect_tensors must be called once, before any tensor is added",
+            ));
+        }
+        self.streaming = Some(Streaming::start(
+            &self.temp,
+            tensors,
+            self.opts.shard_size,
+            |path, entries| header_bytes(path, entries),
+        )?);
+        Ok(())
+    }
+
+    /// Bound the bytes of tensors waiting for the writer thread (streaming only; default
+    /// [`super::stream_writer::DEFAULT_QUEUE_BYTES`]).
+    pub fn set_queue_bytes(&mut self, bytes: u64) {
+        if let Some(s) = &mut self.streaming {
+            s.set_queue_bytes(bytes);
+        }
     }
 
     /// The temporary folder (for config.json, tokenizer files, README.md...).
@@ -157,6 +191,11 @@ impl ModelWriter {
             });
         }
         let len = data.len() as u64;
+        if let Some(streaming) = &mut self.streaming {
+            streaming.add(&self.out, name, dtype, shape, data)?;
+            self.total_size += len;
+            return Ok(());
+        }
         if !self.pending.is_empty() && self.pending_bytes + len > self.opts.shard_size {
             self.flush_shard()?;
         }
@@ -177,10 +216,7 @@ impl ModelWriter {
         self.pending_bytes = 0;
         // Larger elements first keeps every tensor aligned to its element size (as the
         // safetensors crate does); then by name, so the file does not depend on add order.
-        tensors.sort_by(|a, b| {
-            (std::cmp::Reverse(a.dtype.size()), &a.name)
-                .cmp(&(std::cmp::Reverse(b.dtype.size()), &b.name))
-        });
+        sort_for_shard(&mut tensors, |t| (t.dtype, t.name.as_str()));
         let path = self
             .temp
             .join(format!("shard-{}.tmp", self.shards.len() + 1));
@@ -192,6 +228,10 @@ impl ModelWriter {
 
     /// Flush, write the index, fsync, rename into place. Returns the final path.
     pub fn finish(mut self) -> Result<PathBuf> {
+        if let Some(mut streaming) = self.streaming.take() {
+            streaming.finish(&self.out, self.names.len())?;
+            self.shards = std::mem::take(&mut streaming.shards);
+        }
         if !self.pending.is_empty() {
             self.flush_shard()?;
         }
@@ -276,6 +316,8 @@ impl ModelWriter {
 
 impl Drop for ModelWriter {
     fn drop(&mut self) {
+        // Stop the writer thread before its files are removed.
+        drop(self.streaming.take());
         if !self.finished && self.temp.exists() {
             if let Err(e) = std::fs::remove_dir_all(&self.temp) {
                 tracing::warn!("could not remove {}: {e}", self.temp.display());
@@ -284,31 +326,52 @@ impl Drop for ModelWriter {
     }
 }
 
-/// One safetensors file: header (`{"format": "pt"}` metadata, padded with spaces to a
-/// multiple of 8 bytes), then the data in header order.
-fn write_safetensors(path: &Path, tensors: &[Pending]) -> Result<()> {
+/// A safetensors header for tensors stored in this order: the 8-byte length, then JSON
+/// (`{"format": "pt"}` metadata), padded with spaces to a multiple of 8 bytes.
+pub(super) fn header_bytes(
+    path: &Path,
+    tensors: &[(&str, DType, &[usize], u64)],
+) -> Result<Vec<u8>> {
     let mut header = Map::new();
     header.insert("__metadata__".into(), json!({"format": "pt"}));
     let mut offset = 0u64;
-    for t in tensors {
-        let end = offset + t.data.len() as u64;
+    for (name, dtype, shape, len) in tensors {
+        let end = offset + len;
         header.insert(
-            t.name.clone(),
-            json!({"dtype": dtype_code(t.dtype), "shape": t.shape, "data_offsets": [offset, end]}),
+            name.to_string(),
+            json!({"dtype": dtype_code(*dtype), "shape": shape, "data_offsets": [offset, end]}),
         );
         offset = end;
     }
-    let mut header_bytes = serde_json::to_vec(&Value::Object(header))
+    let mut json = serde_json::to_vec(&Value::Object(header))
         .map_err(|e| Error::invalid(path, e.to_string()))?;
-    while header_bytes.len() % 8 != 0 {
-        header_bytes.push(b' ');
+    while json.len() % 8 != 0 {
+        json.push(b' ');
     }
+    let mut out = Vec::with_capacity(8 + json.len());
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    Ok(out)
+}
+
+/// One safetensors file: header, then the data in header order.
+fn write_safetensors(path: &Path, tensors: &[Pending]) -> Result<()> {
+    let entries: Vec<(&str, DType, &[usize], u64)> = tensors
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_str(),
+                t.dtype,
+                t.shape.as_slice(),
+                t.data.len() as u64,
+            )
+        })
+        .collect();
+    let header = header_bytes(path, &entries)?;
     let file = File::create(path).map_err(|e| Error::io(path, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let io = |e| Error::io(path, e);
-    w.write_all(&(header_bytes.len() as u64).to_le_bytes())
-        .map_err(io)?;
-    w.write_all(&header_bytes).map_err(io)?;
+    w.write_all(&header).map_err(io)?;
     for t in tensors {
         w.write_all(&t.data).map_err(io)?;
     }
@@ -359,8 +422,22 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Convert f32 values to `dtype` little-endian bytes (round to nearest even).
 ///
-/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds).
+/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds);
+/// large tensors are converted in parallel blocks (same bytes for any thread count).
 pub fn f32_to_bytes(data: &[f32], dtype: DType) -> Vec<u8> {
+    use rayon::prelude::*;
+    const BLOCK: usize = 1 << 18; // elements
+    if data.len() <= BLOCK || dtype == DType::F32 {
+        return f32_to_bytes_serial(data, dtype);
+    }
+    let mut out = vec![0u8; data.len() * dtype.size()];
+    out.par_chunks_mut(BLOCK * dtype.size())
+        .zip(data.par_chunks(BLOCK))
+        .for_each(|(o, d)| o.copy_from_slice(&f32_to_bytes_serial(d, dtype)));
+    out
+}
+
+fn f32_to_bytes_serial(data: &[f32], dtype: DType) -> Vec<u8> {
     use half::slice::HalfFloatSliceExt;
     if cfg!(target_endian = "big") {
         return f32_to_bytes_portable(data, dtype);
@@ -444,6 +521,20 @@ mod tests {
         assert!(parse_size("5T").is_err());
         assert!(parse_size("G").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn conversion_is_the_same_in_parallel_blocks() {
+        let data: Vec<f32> = (0..700_001)
+            .map(|i| ((i as f32) * 0.618).sin() * 1e3)
+            .collect();
+        for dtype in [DType::BF16, DType::F16, DType::F32] {
+            let bytes = f32_to_bytes(&data, dtype);
+            assert_eq!(bytes, f32_to_bytes_serial(&data, dtype));
+            let back = super::super::safetensors::bytes_to_f32(&bytes, dtype);
+            let want: Vec<f32> = data.iter().map(|&x| dtype.round(x)).collect();
+            assert_eq!(back, want);
+        }
     }
 
     #[test]

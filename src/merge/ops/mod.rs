@@ -131,7 +131,7 @@ pub fn top_k_mask(xs: &[f32], k: usize) -> Vec<bool> {
     // Equal magnitudes straddle the boundary: torch's order decides.
     let mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
     let mut keep = vec![false; n];
-    for &i in &torch_sort::sort_indices(&mags, true)[..k] {
+    for &i in &torch_sort::select_indices(&mags, true, &[k])[..k] {
         keep[i as usize] = true;
     }
     keep
@@ -158,7 +158,7 @@ pub fn ascending_window_mask(xs: &[f32], start: usize, end: usize) -> Vec<bool> 
     let _ = equal_lo;
     let mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
     let mut keep = vec![false; n];
-    for &i in &torch_sort::sort_indices(&mags, false)[start..end] {
+    for &i in &torch_sort::select_indices(&mags, false, &[start, end])[start..end] {
         keep[i as usize] = true;
     }
     keep

@@ -125,6 +125,41 @@ impl<F: Fn(f32, f32) -> bool> Sorter<'_, F> {
         }
     }
 
+    /// `introsort_loop` restricted to the ranges that contain a boundary strictly inside:
+    /// a range with no boundary inside keeps the same *set* of elements whatever its
+    /// internal order, and the ranges that do contain one are processed exactly as
+    /// `introsort_loop` processes them (their contents depend only on the ranges that
+    /// contain them, which contain the boundary too).
+    fn introsort_select(
+        &mut self,
+        first: usize,
+        mut last: usize,
+        mut depth: u32,
+        bounds: &[usize],
+    ) {
+        loop {
+            if !bounds.iter().any(|&b| first < b && b < last) {
+                return;
+            }
+            if last - first <= THRESHOLD {
+                // A final block: std::sort's closing insertion sort acts on it alone (no
+                // element crosses a block edge: every block is ≤ the next), stably.
+                self.insertion_sort(first, last);
+                return;
+            }
+            if depth == 0 {
+                self.heap_sort(first, last);
+                return;
+            }
+            depth -= 1;
+            let mid = first + (last - first) / 2;
+            self.move_median_to_first(first, first + 1, mid, last - 1);
+            let cut = self.unguarded_partition(first + 1, last, first);
+            self.introsort_select(cut, last, depth, bounds);
+            last = cut;
+        }
+    }
+
     fn unguarded_linear_insert(&mut self, mut last: usize) {
         let value = self.a[last];
         let mut next = last - 1;
@@ -189,6 +224,37 @@ pub fn sort_indices(values: &[f32], descending: bool) -> Vec<u32> {
     pairs.into_iter().map(|(_, i)| i).collect()
 }
 
+/// Like [`sort_indices`], but only the *sets* of indices between consecutive `bounds`
+/// positions are guaranteed (not their order inside): `result[..b]` holds exactly the
+/// indices of `sort_indices(values, descending)[..b]` for every `b` in `bounds`. Expected
+/// O(n) (a quickselect that replays only the partitions of std::sort that straddle a
+/// boundary) instead of O(n log n).
+pub fn select_indices(values: &[f32], descending: bool, bounds: &[usize]) -> Vec<u32> {
+    let mut pairs: Vec<(f32, u32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, i as u32))
+        .collect();
+    let n = pairs.len();
+    if n >= 2 {
+        let depth = 2 * n.ilog2();
+        if descending {
+            Sorter {
+                a: &mut pairs,
+                less: |x: f32, y: f32| x > y,
+            }
+            .introsort_select(0, n, depth, bounds);
+        } else {
+            Sorter {
+                a: &mut pairs,
+                less: |x: f32, y: f32| x < y,
+            }
+            .introsort_select(0, n, depth, bounds);
+        }
+    }
+    pairs.into_iter().map(|(_, i)| i).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,5 +282,36 @@ mod tests {
         let mut seen = vec![false; w.len()];
         idx.iter().for_each(|&i| seen[i as usize] = true);
         assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn selection_keeps_the_same_sets_as_the_full_sort() {
+        // Tie-heavy vectors (few distinct values), sizes around the insertion-sort
+        // threshold and far above it, boundaries anywhere including 0 and n.
+        let mut s = 1u64;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s >> 33
+        };
+        let sorted = |v: &[u32]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v
+        };
+        for trial in 0..400 {
+            let n = 1 + (next() % if trial % 10 == 0 { 5000 } else { 200 }) as usize;
+            let distinct = 1 + next() % 12;
+            let v: Vec<f32> = (0..n).map(|_| (next() % distinct) as f32 * 0.5).collect();
+            for descending in [true, false] {
+                let full = sort_indices(&v, descending);
+                let a = next() as usize % (n + 1);
+                let b = a + next() as usize % (n + 1 - a);
+                let sel = select_indices(&v, descending, &[a, b]);
+                assert_eq!(sorted(&sel[..a]), sorted(&full[..a]), "n {n} a {a}");
+                assert_eq!(sorted(&sel[a..b]), sorted(&full[a..b]), "n {n} {a}..{b}");
+            }
+        }
     }
 }
