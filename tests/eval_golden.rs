@@ -155,7 +155,7 @@ fn in_memory_tensors_give_the_same_scores_as_the_folder() {
     let mut from_mem = Qwen2Lm::from_tensors(tensors, &cfg, DType::F32, &Device::Cpu).unwrap();
     let mut from_dir = Qwen2Lm::from_dir(&dir, DType::F32, &Device::Cpu).unwrap();
     let req = score_request(&[5, 6, 7, 8], &[9, 10, 11], Some(0), 256).unwrap();
-    let a = score_requests(&mut from_mem, &[req.clone()], 1, &mut |_| {}).unwrap();
+    let a = score_requests(&mut from_mem, std::slice::from_ref(&req), 1, &mut |_| {}).unwrap();
     let b = score_requests(&mut from_dir, &[req], 1, &mut |_| {}).unwrap();
     assert_eq!(a, b);
 }

@@ -10,6 +10,9 @@
 //! - [`lm`]: [`Qwen2Lm`]: batched log-probabilities and greedy generation.
 //! - [`tokenizer`]: `tokenizer.json` + `tokenizer_config.json` (EOS, chat template).
 //! - [`requests`]: lm-eval's log-likelihood requests (context/continuation split, batching).
+//! - [`task`]: the lm-eval task YAML subset, its data files and Jinja templates.
+//! - [`run`]: one task × one model → metrics and per-item records.
+//! - [`score`]: acc / acc_norm / exact_match, filters, mean ± standard error.
 pub mod config;
 pub mod error;
 pub mod lm;
