@@ -31,13 +31,7 @@ pub struct RngKey {
 /// SplitMix64's increment (the golden ratio in 64-bit fixed point).
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// SplitMix64's output mixer (Stafford variant 13): a bijection with full avalanche.
-#[inline]
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use crate::model::splitmix::mix64;
 
 /// Absorb `bytes` (and its length) into `state`.
 fn absorb(state: u64, bytes: &[u8]) -> u64 {

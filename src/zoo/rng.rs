@@ -4,10 +4,12 @@
 //! algorithm between versions; a build must give the same bytes from the same seed forever,
 //! so data and initial weights come from this fixed, documented generator.
 
-/// SplitMix64 (Steele, Lea & Flood 2014): 64-bit state, one add and a finalizer per draw.
+use crate::model::splitmix::SplitMix64;
+
+/// The crate's SplitMix64 ([`crate::model::splitmix`]) started from a (seed, purpose) state.
 #[derive(Debug, Clone)]
 pub struct ZooRng {
-    state: u64,
+    inner: SplitMix64,
 }
 
 impl ZooRng {
@@ -21,18 +23,14 @@ impl ZooRng {
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
         let mut rng = ZooRng {
-            state: seed ^ h.rotate_left(17),
+            inner: SplitMix64::new(seed ^ h.rotate_left(17)),
         };
         rng.next_u64();
         rng
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.inner.next_u64()
     }
 
     /// Uniform in `0..n` (n > 0); the modulo bias is below 2^-40 for the small n used here.
