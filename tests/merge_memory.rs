@@ -61,6 +61,7 @@ fn memory_sink_equals_the_written_folder() {
         &RunOptions {
             threads: 2,
             progress: false,
+            ..RunOptions::default()
         },
     )
     .unwrap();
@@ -121,6 +122,7 @@ fn a_multi_stage_recipe_materializes_in_memory_as_on_disk() {
         &RunOptions {
             threads: 1,
             progress: false,
+            ..RunOptions::default()
         },
     )
     .unwrap();

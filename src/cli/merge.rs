@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::merge::run::{write_folder, FolderFiles, RunOptions};
+use crate::merge::run::{estimate_memory, write_folder, FolderFiles, RunOptions};
 use crate::merge::Compat;
 use crate::model::writer::parse_size;
 use crate::model::{ModelDir, ModelMap, WriteOptions};
@@ -35,6 +35,11 @@ pub struct MergeArgs {
     /// Maximum shard size in bytes; K/M/G suffixes (×1e3, ×1e6, ×1e9).
     #[arg(long, default_value = "5G")]
     pub shard_size: String,
+    /// Memory budget for merged tensors in flight, temporaries and the writer's queue
+    /// (K/M/G suffixes ×1e3/×1e6/×1e9). Large tensors are merged in blocks sized to it; the
+    /// output does not depend on it. The default fits a 14B merge on a 16 GB machine.
+    #[arg(long, default_value = "6G")]
+    pub max_memory: String,
     /// Replace an existing --out folder.
     #[arg(long)]
     pub force: bool,
@@ -69,6 +74,11 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let map = args.model_map.as_deref().map(ModelMap::load).transpose()?;
     let shard_size = parse_size(&args.shard_size)
         .map_err(|e| anyhow::anyhow!("--shard-size {}: {e}", args.shard_size))?;
+    let max_memory = parse_size(&args.max_memory)
+        .map_err(|e| anyhow::anyhow!("--max-memory {}: {e}", args.max_memory))?;
+    if max_memory < 64_000_000 {
+        bail!("--max-memory {}: at least 64M is needed", args.max_memory);
+    }
     let stages_dir = args.stages_dir.clone().unwrap_or_else(|| {
         let mut s = args.out.clone().into_os_string();
         s.push(".stages");
@@ -104,14 +114,12 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         args.threads
     };
     if args.dry_run {
-        print_dry_run(
-            &recipe,
-            &planned.stages,
-            &out_of,
-            &reuse,
+        let run_opts = RunOptions {
             threads,
-            shard_size,
-        );
+            max_memory,
+            ..RunOptions::default()
+        };
+        print_dry_run(&recipe, &planned.stages, &out_of, &reuse, &run_opts);
         return Ok(());
     }
     if args.out.exists() && !args.force {
@@ -123,6 +131,8 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let run_opts = RunOptions {
         threads: args.threads,
         progress: true,
+        max_memory,
+        ..RunOptions::default()
     };
     for (n, p) in planned.stages.iter().enumerate() {
         let out = out_of(p.index);
@@ -236,9 +246,9 @@ fn print_dry_run(
     planned: &[PlannedStage],
     out_of: &dyn Fn(usize) -> PathBuf,
     reuse: &[bool],
-    threads: usize,
-    shard_size: u64,
+    opts: &RunOptions,
 ) {
+    let threads = opts.threads;
     println!(
         "dry run of {}: {} stage(s), nothing written",
         recipe.file.display(),
@@ -281,10 +291,11 @@ fn print_dry_run(
             human_bytes(plan.bytes_read()),
             human_bytes(plan.bytes_written())
         );
+        let peak = estimate_memory(plan, opts, threads);
         println!(
-            "  estimated peak memory: {} ({threads} threads, shard buffer {}; memory-mapped inputs not counted)",
-            human_bytes(plan.peak_memory(threads, shard_size)),
-            human_bytes(shard_size)
+            "  estimated peak memory: {} ({threads} threads, --max-memory {}; inputs are read in blocks)",
+            human_bytes(peak),
+            human_bytes(opts.max_memory)
         );
     }
 }

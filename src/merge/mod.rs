@@ -5,6 +5,7 @@ pub mod methods;
 pub mod ops;
 pub mod rng;
 pub mod run;
+pub mod stream;
 
 pub use compat::Compat;
 pub use methods::{lookup, MethodSpec, ParamSpec, Params, TensorJob};

@@ -9,12 +9,14 @@
 // does not matter, so clippy's result_large_err is allowed here.
 #![allow(clippy::result_large_err)]
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::methods::{merge_tensor, ModelTensor, TensorJob};
 use super::rng::RngKey;
+use super::{ops, stream};
 use crate::model::vocab::{relayout, strip_tokenizer_files, OutputVocab, Rows};
 use crate::model::{writer::f32_to_bytes, Announced, DType, ModelDir, ModelWriter, WriteOptions};
 use crate::plan::{Plan, RecipePlan, StageInput, TensorPlan};
@@ -57,20 +59,61 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Where input tensors come from (a model folder, or later an in-memory stage output).
+/// Where input tensors come from (a model folder, or an in-memory stage output).
 pub trait TensorSource: Sync {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error>;
+
+    /// Elements `range` (row-major) of a tensor. The default reads the whole tensor.
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        let all = self.read_f32(name)?;
+        all.get(range.clone())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| crate::model::Error::Invalid {
+                path: PathBuf::from("<memory>"),
+                message: format!("tensor `{name}`: elements {range:?} out of range"),
+            })
+    }
+
+    /// Hint that elements `range` of a tensor will be read soon.
+    fn prefetch(&self, _name: &str, _range: Range<usize>) {}
 }
 
 impl TensorSource for ModelDir {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
         ModelDir::read_f32(self, name)
     }
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        ModelDir::read_f32_range(self, name, range)
+    }
+    fn prefetch(&self, name: &str, range: Range<usize>) {
+        ModelDir::prefetch(self, name, range)
+    }
 }
 
 /// Where merged tensors go, in plan order. `data` is f32; the sink stores it as `dtype`.
 pub trait Sink {
-    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()>;
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
+        self.add_part(name, shape, dtype, 0, data)
+    }
+
+    /// Elements `start..start + data.len()` of a tensor; a large tensor arrives as
+    /// consecutive parts, in order.
+    fn add_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        start: usize,
+        data: &[f32],
+    ) -> Result<()>;
 }
 
 /// Writes a model folder through [`ModelWriter`].
@@ -84,6 +127,18 @@ impl Sink for DirSink {
             .writer
             .add_tensor(name, dtype, shape, f32_to_bytes(data, dtype))?)
     }
+    fn add_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        start: usize,
+        data: &[f32],
+    ) -> Result<()> {
+        Ok(self
+            .writer
+            .add_tensor_part(name, dtype, shape, start, f32_to_bytes(data, dtype))?)
+    }
 }
 
 /// Keeps tensors in memory, values already rounded to their output dtype (so they equal
@@ -94,10 +149,29 @@ pub struct MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
-        let rounded = data.iter().map(|&x| dtype.round(x)).collect();
-        self.tensors
-            .insert(name.to_string(), (shape.to_vec(), dtype, rounded));
+    fn add_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        start: usize,
+        data: &[f32],
+    ) -> Result<()> {
+        let n: usize = shape.iter().product();
+        let entry = self
+            .tensors
+            .entry(name.to_string())
+            .or_insert_with(|| (shape.to_vec(), dtype, vec![0.0; n]));
+        let slot = entry
+            .2
+            .get_mut(start..start + data.len())
+            .ok_or_else(|| Error::Invalid {
+                tensor: name.to_string(),
+                message: format!("part at {start} does not fit shape {shape:?}"),
+            })?;
+        for (o, &x) in slot.iter_mut().zip(data) {
+            *o = dtype.round(x);
+        }
         Ok(())
     }
 }
@@ -105,15 +179,30 @@ impl Sink for MemorySink {
 /// A stage kept in memory can feed the next stage.
 impl TensorSource for MemorySink {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
-        self.tensors
+        let n = self.tensors.get(name).map_or(0, |t| t.2.len());
+        self.read_f32_range(name, 0..n)
+    }
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        let invalid = |message: String| crate::model::Error::Invalid {
+            path: PathBuf::from("<memory>"),
+            message,
+        };
+        let (_, _, data) = self
+            .tensors
             .get(name)
-            .map(|(_, _, data)| data.clone())
-            .ok_or_else(|| crate::model::Error::Invalid {
-                path: PathBuf::from("<memory>"),
-                message: format!("no tensor named `{name}`"),
-            })
+            .ok_or_else(|| invalid(format!("no tensor named `{name}`")))?;
+        data.get(range.clone())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| invalid(format!("tensor `{name}`: elements {range:?} out of range")))
     }
 }
+
+/// Default memory budget (`--max-memory`): a 14B merge fits a 16 GB machine.
+pub const DEFAULT_MAX_MEMORY: u64 = 6 << 30;
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -122,6 +211,40 @@ pub struct RunOptions {
     pub threads: usize,
     /// Show a progress bar on stderr (hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Memory budget in bytes for tensors in flight, temporaries and the writer's queue.
+    pub max_memory: u64,
+    /// Elements per block of a streamed tensor (0: derived from `max_memory`). Tensors
+    /// larger than a block are merged block by block; the output does not depend on it.
+    pub block: usize,
+    /// Use the streamed kernels where a method has them (false: every tensor whole,
+    /// through the reference kernels of [`super::methods`]; same output, more memory).
+    pub streamed: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            threads: 0,
+            progress: false,
+            max_memory: DEFAULT_MAX_MEMORY,
+            block: 0,
+            streamed: true,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Elements per block for a plan whose jobs have at most `inputs` inputs.
+    pub fn block_elems(&self, threads: usize, inputs: usize) -> usize {
+        if self.block > 0 {
+            return self.block;
+        }
+        // A quarter of the budget for the blocks in flight: per element, the f32 inputs,
+        // one task vector per input, the output and its encoding.
+        let per_element = (8 * inputs.max(1) + 6) as u64;
+        let elems = self.max_memory / 4 / (threads.max(1) as u64 * per_element);
+        (elems as usize).clamp(ops::CHUNK, 1 << 20)
+    }
 }
 
 /// What a run did.
@@ -165,20 +288,64 @@ pub fn run(
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let threads = pool.current_num_threads();
+    let inputs = plan
+        .tensors
+        .iter()
+        .map(|t| t.inputs().count())
+        .max()
+        .unwrap_or(1);
+    let block = opts.block_elems(threads, inputs);
+    let streamable = |t: &TensorPlan| opts.streamed && streamable(plan, t);
+    let units = schedule(plan, block, threads, opts.max_memory, &streamable);
+    let estimate = estimate_memory(plan, opts, threads);
+    if estimate > opts.max_memory {
+        tracing::warn!(
+            "stage `{}`: its largest tensor needs about {} of working memory, more than --max-memory {}",
+            plan.stage,
+            crate::plan::human_bytes(estimate),
+            crate::plan::human_bytes(opts.max_memory)
+        );
+    }
     let mut written = 0u64;
-    for range in plan.batches(pool.current_num_threads()) {
-        let chunk = &plan.tensors[range];
-        let results: Vec<Result<Vec<f32>>> = pool.install(|| {
-            chunk
-                .par_iter()
-                .map(|t| merge_one(plan, t, sources))
-                .collect()
-        });
-        for (t, result) in chunk.iter().zip(results) {
-            let data = result?;
-            sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
-            written += (data.len() * t.out_dtype.size()) as u64;
-            bar.inc(1);
+    for (u, unit) in units.iter().enumerate() {
+        if let Some(next) = units.get(u + 1) {
+            prefetch(plan, next, sources);
+        }
+        match unit {
+            Unit::Batch(range) => {
+                let chunk = &plan.tensors[range.clone()];
+                let results: Vec<Result<Vec<f32>>> = pool.install(|| {
+                    chunk
+                        .par_iter()
+                        .map(|t| match streamable(t) {
+                            true => merge_streamed_whole(plan, t, sources),
+                            false => merge_one(plan, t, sources),
+                        })
+                        .collect()
+                });
+                for (t, result) in chunk.iter().zip(results) {
+                    let data = result?;
+                    sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
+                    written += (data.len() * t.out_dtype.size()) as u64;
+                    bar.inc(1);
+                }
+            }
+            Unit::Streamed(i) => {
+                let t = &plan.tensors[*i];
+                let parallel_models =
+                    (t.models.len() as u64) * 4 * t.numel() as u64 <= opts.max_memory / 2;
+                merge_streamed(plan, t, sources, sink, &pool, block, parallel_models)?;
+                written += (t.numel() * t.out_dtype.size()) as u64;
+                bar.inc(1);
+            }
+            Unit::Whole(i) => {
+                let t = &plan.tensors[*i];
+                let data = pool.install(|| merge_one(plan, t, sources))?;
+                sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
+                written += (data.len() * t.out_dtype.size()) as u64;
+                bar.inc(1);
+            }
         }
     }
     bar.finish_and_clear();
@@ -232,6 +399,222 @@ pub fn materialize(planned: &RecipePlan, opts: &RunOptions) -> Result<MemorySink
             tensor: String::new(),
             message: "no stage to run".into(),
         })
+}
+
+/// How the runner takes the plan's tensors, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unit {
+    /// Consecutive small tensors merged in parallel, each whole.
+    Batch(Range<usize>),
+    /// One large tensor merged block by block (blocks in parallel).
+    Streamed(usize),
+    /// One large tensor of a method without a streamed form, merged whole.
+    Whole(usize),
+}
+
+/// Whether tensor `t` can run through the streamed kernels: a method with a streamed form,
+/// and inputs that need no cut or vocabulary re-layout.
+fn streamable(plan: &Plan, t: &TensorPlan) -> bool {
+    stream::supported(plan.method, plan.compat)
+        && !(t.is_embed && plan.vocab.is_some())
+        && t.inputs().all(|i| i.shape == t.shape)
+}
+
+/// Tensors larger than `block` elements run alone; the others in batches of at most
+/// `2 × threads` tensors whose working memory stays within half the budget.
+fn schedule(
+    plan: &Plan,
+    block: usize,
+    threads: usize,
+    max_memory: u64,
+    streamable: &dyn Fn(&TensorPlan) -> bool,
+) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let (mut start, mut used) = (0usize, 0u64);
+    let most = 2 * threads.max(1);
+    for (i, t) in plan.tensors.iter().enumerate() {
+        let large = t.numel() > block;
+        let w = t.work_bytes();
+        if i > start && (large || i - start == most || used + w > max_memory / 2) {
+            units.push(Unit::Batch(start..i));
+            (start, used) = (i, 0);
+        }
+        if large {
+            units.push(match streamable(t) {
+                true => Unit::Streamed(i),
+                false => Unit::Whole(i),
+            });
+            start = i + 1;
+            continue;
+        }
+        used += w;
+    }
+    if start < plan.tensors.len() {
+        units.push(Unit::Batch(start..plan.tensors.len()));
+    }
+    units
+}
+
+/// Bytes the writer may hold queued under `max_memory`.
+pub fn writer_queue_bytes(max_memory: u64) -> u64 {
+    (max_memory / 8).clamp(16 << 20, crate::model::stream_writer::DEFAULT_QUEUE_BYTES)
+}
+
+/// Estimated peak working memory of [`run`] on `plan` (inputs are read in blocks, so their
+/// pages are not counted): the largest unit of work plus the writer's queue.
+pub fn estimate_memory(plan: &Plan, opts: &RunOptions, threads: usize) -> u64 {
+    let threads = threads.max(1);
+    let inputs = plan
+        .tensors
+        .iter()
+        .map(|t| t.inputs().count())
+        .max()
+        .unwrap_or(1);
+    let block = opts.block_elems(threads, inputs);
+    let streamable = |t: &TensorPlan| opts.streamed && streamable(plan, t);
+    let selects = matches!(
+        plan.method.kernel,
+        super::methods::Kernel::TaskArithmetic(v)
+            if matches!(v.sparsifier, Some(ops::Sparsifier::Magnitude | ops::Sparsifier::MagnitudeOutliers))
+    );
+    schedule(plan, block, threads, opts.max_memory, &streamable)
+        .iter()
+        .map(|unit| match unit {
+            Unit::Batch(r) => plan.tensors[r.clone()]
+                .iter()
+                .map(TensorPlan::work_bytes)
+                .sum(),
+            Unit::Whole(i) => plan.tensors[*i].work_bytes(),
+            Unit::Streamed(i) => {
+                let t = &plan.tensors[*i];
+                let (n, k) = (t.numel() as u64, t.models.len() as u64);
+                let in_flight = threads as u64 * block as u64 * (8 * inputs as u64 + 6);
+                let masks = k * n.div_ceil(8);
+                let selection = if !selects {
+                    0
+                } else if k * 4 * n <= opts.max_memory / 2 {
+                    k * 4 * n
+                } else {
+                    4 * n
+                };
+                in_flight + masks + selection
+            }
+        })
+        .max()
+        .unwrap_or(0)
+        + writer_queue_bytes(opts.max_memory).min(plan.bytes_written())
+}
+
+/// Start reading the inputs of `unit` in the background.
+fn prefetch(plan: &Plan, unit: &Unit, sources: &[&dyn TensorSource]) {
+    let range = match unit {
+        Unit::Batch(r) => r.clone(),
+        Unit::Streamed(i) | Unit::Whole(i) => *i..*i + 1,
+    };
+    for t in &plan.tensors[range] {
+        for input in t.inputs() {
+            let n = input.shape.iter().product();
+            sources[input.model].prefetch(&input.tensor, 0..n);
+        }
+    }
+}
+
+/// Readers for the inputs of `t` (base first, if any): each reads a range of elements and
+/// rounds it to the compute dtype, as [`merge_one`] loads whole tensors.
+fn readers<'a>(
+    plan: &'a Plan,
+    t: &'a TensorPlan,
+    sources: &'a [&'a dyn TensorSource],
+) -> Vec<Box<stream::Reader<'a>>> {
+    t.inputs()
+        .map(|input| {
+            let reader = move |range: Range<usize>| -> Result<Vec<f32>> {
+                let mut data = sources[input.model]
+                    .read_f32_range(&input.tensor, range)
+                    .map_err(|source| Error::Read {
+                        model: plan.models[input.model].clone(),
+                        tensor: input.tensor.clone(),
+                        source,
+                    })?;
+                if t.compute_dtype != DType::F32 && input.dtype != t.compute_dtype {
+                    for x in &mut data {
+                        *x = t.compute_dtype.round(*x);
+                    }
+                }
+                Ok(data)
+            };
+            Box::new(reader) as Box<stream::Reader<'a>>
+        })
+        .collect()
+}
+
+fn block_job<'a>(
+    plan: &'a Plan,
+    t: &'a TensorPlan,
+    readers: &'a [Box<stream::Reader<'a>>],
+) -> stream::BlockJob<'a> {
+    let skip = usize::from(t.base.is_some());
+    stream::BlockJob {
+        name: &t.name,
+        shape: &t.shape,
+        base: t.base.as_ref().map(|_| &*readers[0]),
+        models: t
+            .models
+            .iter()
+            .zip(&readers[skip..])
+            .map(|(m, r)| (&**r, &m.params))
+            .collect(),
+        params: &t.params,
+        compute_dtype: t.compute_dtype,
+        rng: RngKey {
+            seed: plan.seed,
+            stage: plan.stage.clone(),
+            tensor: t.name.clone(),
+        },
+        compat: plan.compat,
+    }
+}
+
+/// A small tensor through the streamed kernels, as one block.
+fn merge_streamed_whole(
+    plan: &Plan,
+    t: &TensorPlan,
+    sources: &[&dyn TensorSource],
+) -> Result<Vec<f32>> {
+    let readers = readers(plan, t, sources);
+    let job = block_job(plan, t, &readers);
+    let n = t.numel();
+    let blocks = stream::blocks(n, n.max(1), stream::granule(plan.method, &t.shape));
+    let prepared = stream::prepare(plan.method, &job, &blocks, false)?;
+    stream::apply(&prepared, &job, 0..n)
+}
+
+/// A large tensor, block by block: prepare (whole-tensor decisions), then merge `threads`
+/// blocks at a time and hand them to the sink in order.
+fn merge_streamed(
+    plan: &Plan,
+    t: &TensorPlan,
+    sources: &[&dyn TensorSource],
+    sink: &mut dyn Sink,
+    pool: &rayon::ThreadPool,
+    block: usize,
+    parallel_models: bool,
+) -> Result<()> {
+    let readers = readers(plan, t, sources);
+    let job = block_job(plan, t, &readers);
+    let blocks = stream::blocks(t.numel(), block, stream::granule(plan.method, &t.shape));
+    let prepared = pool.install(|| stream::prepare(plan.method, &job, &blocks, parallel_models))?;
+    for wave in blocks.chunks(pool.current_num_threads().max(1)) {
+        let outs: Vec<Result<Vec<f32>>> = pool.install(|| {
+            wave.par_iter()
+                .map(|r| stream::apply(&prepared, &job, r.clone()))
+                .collect()
+        });
+        for (r, out) in wave.iter().zip(outs) {
+            sink.add_part(&t.name, &t.shape, t.out_dtype, r.start, &out?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Read, cut (or re-lay out to the output vocabulary), round to the compute dtype, merge
@@ -395,6 +778,7 @@ pub fn write_folder(
         })
         .collect();
     writer.expect_tensors(&announced)?;
+    writer.set_queue_bytes(writer_queue_bytes(opts.max_memory));
     let sources: Vec<&dyn TensorSource> = files
         .models
         .iter()

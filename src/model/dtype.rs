@@ -38,7 +38,7 @@ impl DType {
     }
 
     /// Round an f32 value to this dtype and back (round to nearest even).
-    #[inline]
+    #[inline(always)]
     pub fn round(self, x: f32) -> f32 {
         match self {
             DType::F32 => x,
@@ -51,7 +51,7 @@ impl DType {
 /// `half::bf16::from_f32(x).to_f32()` as plain bit arithmetic the compiler can inline and
 /// vectorise (the merge kernels call it per element): round to nearest even on the upper
 /// 16 bits; NaN stays NaN with its quiet bit set, exactly as `half` does.
-#[inline]
+#[inline(always)]
 fn round_bf16(x: f32) -> f32 {
     let bits = x.to_bits();
     let upper = if bits & 0x7FFF_FFFF > 0x7F80_0000 {

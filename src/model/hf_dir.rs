@@ -199,12 +199,33 @@ impl ModelDir {
     /// from this process's mapping (`MADV_DONTNEED`; they stay in the page cache), so the
     /// resident set holds only the tensors in flight, not every input byte read so far.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let n = self.info(name).map_or(0, |i| i.numel());
+        self.read_f32_range(name, 0..n)
+    }
+
+    /// Elements `range` of a tensor (row-major order) converted to f32, with the same page
+    /// handling as [`ModelDir::read_f32`] for just those bytes: large tensors are read in
+    /// blocks without ever holding them whole.
+    pub fn read_f32_range(&self, name: &str, range: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let bytes = self.raw(name)?;
         let located = &self.tensors[name];
         let dtype = located.info.dtype;
+        let size = dtype.size();
+        if range.start > range.end || range.end * size > bytes.len() {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "tensor `{name}`: elements {range:?} outside its {} elements",
+                    bytes.len() / size
+                ),
+            ));
+        }
+        let bytes = &bytes[range.start * size..range.end * size];
+        let first = located.start + (range.start * size) as u64;
+        let span = bytes.len() as u64;
         let advise = |f: &dyn Fn(&Mmap, usize, usize)| {
             if let Some(mmap) = &self.shards[located.shard].mmap {
-                let (start, len) = page_range(located.start, located.len, mmap.len());
+                let (start, len) = page_range(first, span, mmap.len());
                 if len > 0 {
                     f(mmap, start, len);
                 }
@@ -225,6 +246,24 @@ impl ModelDir {
         });
         Ok(out)
     }
+    /// Ask the kernel to start reading elements `range` of a tensor in the background
+    /// (`MADV_WILLNEED`), so that a cold read overlaps with the work before it. Advice only.
+    pub fn prefetch(&self, name: &str, range: std::ops::Range<usize>) {
+        let Some(located) = self.tensors.get(name) else {
+            return;
+        };
+        let size = located.info.dtype.size() as u64;
+        let first = located.start + range.start as u64 * size;
+        let span = (range.end.saturating_sub(range.start) as u64 * size)
+            .min(located.len.saturating_sub(range.start as u64 * size));
+        if let Some(mmap) = &self.shards[located.shard].mmap {
+            let (start, len) = page_range(first, span, mmap.len());
+            if len > 0 {
+                let _ = mmap.advise_range(memmap2::Advice::WillNeed, start, len);
+            }
+        }
+    }
+
     /// Total bytes of tensor data.
     pub fn total_bytes(&self) -> u64 {
         self.tensors.values().map(|l| l.len).sum()

@@ -202,6 +202,20 @@ impl Streaming {
         shape: &[usize],
         data: Vec<u8>,
     ) -> Result<()> {
+        self.add_part(out, name, dtype, shape, 0, data)
+    }
+
+    /// Queue bytes `byte_offset..byte_offset + data.len()` of one tensor (the caller checks
+    /// that the part lies inside the tensor and that every byte arrives once).
+    pub fn add_part(
+        &mut self,
+        out: &Path,
+        name: &str,
+        dtype: DType,
+        shape: &[usize],
+        byte_offset: u64,
+        data: Vec<u8>,
+    ) -> Result<()> {
         let (shard, offset, announced) = self.slots.get(name).ok_or_else(|| Error::BadTensor {
             path: out.to_path_buf(),
             tensor: name.to_string(),
@@ -235,7 +249,7 @@ impl Streaming {
         state.queued_bytes += len;
         state.jobs.push_back(Job {
             shard: *shard,
-            offset: *offset,
+            offset: *offset + byte_offset,
             data,
         });
         self.queue.changed.notify_all();

@@ -64,6 +64,8 @@ pub struct ModelWriter {
     finished: bool,
     /// Set by [`ModelWriter::expect_tensors`]: tensors stream to disk as they arrive.
     streaming: Option<Streaming>,
+    /// Bytes received so far of tensors added in parts.
+    received: std::collections::HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for ModelWriter {
@@ -120,6 +122,7 @@ impl ModelWriter {
             total_size: 0,
             finished: false,
             streaming: None,
+            received: std::collections::HashMap::new(),
         })
     }
 
@@ -207,6 +210,50 @@ impl ModelWriter {
             shape: shape.to_vec(),
             data,
         });
+        Ok(())
+    }
+
+    /// Add elements `start..start + data.len() / dtype.size()` of a tensor announced with
+    /// [`ModelWriter::expect_tensors`] (streaming only): large tensors go to disk in parts
+    /// as they are merged. Parts may come in any order; each element must come once, and a
+    /// tensor counts as added when all its bytes have arrived.
+    pub fn add_tensor_part(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        shape: &[usize],
+        start: usize,
+        data: Vec<u8>,
+    ) -> Result<()> {
+        let total = (shape.iter().product::<usize>() * dtype.size()) as u64;
+        let offset = (start * dtype.size()) as u64;
+        let len = data.len() as u64;
+        let bad = |message: String| Error::BadTensor {
+            path: self.out.clone(),
+            tensor: name.to_string(),
+            message,
+        };
+        if offset + len > total || len % dtype.size() as u64 != 0 {
+            return Err(bad(format!(
+                "part of {len} bytes at byte {offset} does not fit shape {shape:?} {}",
+                dtype.hf_name()
+            )));
+        }
+        let Some(streaming) = &mut self.streaming else {
+            return Err(bad(
+                "tensor parts need announced tensors (expect_tensors)".into()
+            ));
+        };
+        let received = self.received.entry(name.to_string()).or_insert(0);
+        if *received + len > total || (*received == total && self.names.contains(name)) {
+            return Err(bad("added twice".into()));
+        }
+        streaming.add_part(&self.out, name, dtype, shape, offset, data)?;
+        *received += len;
+        self.total_size += len;
+        if *received == total && !self.names.insert(name.to_string()) {
+            return Err(bad("added twice".into()));
+        }
         Ok(())
     }
 

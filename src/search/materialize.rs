@@ -234,6 +234,7 @@ impl Materializer {
             let opts = RunOptions {
                 threads: self.threads,
                 progress: false,
+                ..RunOptions::default()
             };
             // The runner logs every stage at info level; a search merges thousands of them.
             tracing::subscriber::with_default(

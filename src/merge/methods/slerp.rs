@@ -45,12 +45,16 @@ pub const SPEC: MethodSpec = MethodSpec {
 
 /// Interpolation coefficients `(c₀, c₁)` for `out = c₀·v₀ + c₁·v₁`.
 pub fn coefficients(t: f64, v0: &[f32], v1: &[f32]) -> (f64, f64) {
+    coefficients_from(t, ops::l2_norm(v0), ops::l2_norm(v1), ops::dot_f64(v0, v1))
+}
+
+/// [`coefficients`] from the norms ‖v₀‖₂, ‖v₁‖₂ and the dot product v₀·v₁ (the streamed
+/// runner computes them block by block, with the same fixed-chunk sums).
+pub fn coefficients_from(t: f64, n0: f64, n1: f64, dot: f64) -> (f64, f64) {
     const EPS: f64 = 1e-8;
-    let n0 = ops::l2_norm(v0);
-    let n1 = ops::l2_norm(v1);
     let n0 = if n0 > EPS { n0 } else { 1.0 };
     let n1 = if n1 > EPS { n1 } else { 1.0 };
-    let dot = (ops::dot_f64(v0, v1) / (n0 * n1)).clamp(-1.0, 1.0);
+    let dot = (dot / (n0 * n1)).clamp(-1.0, 1.0);
     if dot.abs() > 0.9995 {
         return (1.0 - t, t);
     }

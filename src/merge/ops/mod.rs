@@ -96,7 +96,7 @@ pub enum Rescale {
 }
 
 /// `floor(x)` as Python's `int(x)` does for the non-negative products used here.
-fn floor_count(fraction: f64, n: usize) -> usize {
+pub fn floor_count(fraction: f64, n: usize) -> usize {
     let v = fraction * n as f64;
     if v <= 0.0 {
         0
