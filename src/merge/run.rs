@@ -307,47 +307,61 @@ pub fn run(
             crate::plan::human_bytes(opts.max_memory)
         );
     }
-    let mut written = 0u64;
-    for (u, unit) in units.iter().enumerate() {
-        if let Some(next) = units.get(u + 1) {
-            prefetch(plan, next, sources);
-        }
-        match unit {
-            Unit::Batch(range) => {
-                let chunk = &plan.tensors[range.clone()];
-                let results: Vec<Result<Vec<f32>>> = pool.install(|| {
-                    chunk
-                        .par_iter()
-                        .map(|t| match streamable(t) {
-                            true => merge_streamed_whole(plan, t, sources),
-                            false => merge_one(plan, t, sources),
-                        })
-                        .collect()
-                });
-                for (t, result) in chunk.iter().zip(results) {
-                    let data = result?;
+    // A reader thread asks for the next unit's inputs (madvise WILLNEED, which may block
+    // until the reads are queued) while this one merges, so cold reads overlap the work.
+    let (ahead, wanted) = std::sync::mpsc::channel::<usize>();
+    let units = &units;
+    let written = std::thread::scope(|scope| -> Result<u64> {
+        scope.spawn(move || {
+            for u in wanted {
+                prefetch(plan, &units[u], sources);
+            }
+        });
+        let _ = ahead.send(0);
+        let mut written = 0u64;
+        for (u, unit) in units.iter().enumerate() {
+            if u + 1 < units.len() {
+                let _ = ahead.send(u + 1);
+            }
+            match unit {
+                Unit::Batch(range) => {
+                    let chunk = &plan.tensors[range.clone()];
+                    let results: Vec<Result<Vec<f32>>> = pool.install(|| {
+                        chunk
+                            .par_iter()
+                            .map(|t| match streamable(t) {
+                                true => merge_streamed_whole(plan, t, sources),
+                                false => merge_one(plan, t, sources),
+                            })
+                            .collect()
+                    });
+                    for (t, result) in chunk.iter().zip(results) {
+                        let data = result?;
+                        sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
+                        written += (data.len() * t.out_dtype.size()) as u64;
+                        bar.inc(1);
+                    }
+                }
+                Unit::Streamed(i) => {
+                    let t = &plan.tensors[*i];
+                    let parallel_models =
+                        (t.models.len() as u64) * 4 * t.numel() as u64 <= opts.max_memory / 2;
+                    merge_streamed(plan, t, sources, sink, &pool, block, parallel_models)?;
+                    written += (t.numel() * t.out_dtype.size()) as u64;
+                    bar.inc(1);
+                }
+                Unit::Whole(i) => {
+                    let t = &plan.tensors[*i];
+                    let data = pool.install(|| merge_one(plan, t, sources))?;
                     sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
                     written += (data.len() * t.out_dtype.size()) as u64;
                     bar.inc(1);
                 }
             }
-            Unit::Streamed(i) => {
-                let t = &plan.tensors[*i];
-                let parallel_models =
-                    (t.models.len() as u64) * 4 * t.numel() as u64 <= opts.max_memory / 2;
-                merge_streamed(plan, t, sources, sink, &pool, block, parallel_models)?;
-                written += (t.numel() * t.out_dtype.size()) as u64;
-                bar.inc(1);
-            }
-            Unit::Whole(i) => {
-                let t = &plan.tensors[*i];
-                let data = pool.install(|| merge_one(plan, t, sources))?;
-                sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
-                written += (data.len() * t.out_dtype.size()) as u64;
-                bar.inc(1);
-            }
         }
-    }
+        drop(ahead);
+        Ok(written)
+    })?;
     bar.finish_and_clear();
     let stats = RunStats {
         tensors: plan.tensors.len(),

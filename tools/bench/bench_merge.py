@@ -271,6 +271,7 @@ def main():
     ap.add_argument("--only", default="ties,della,slerp,3-stage")
     ap.add_argument("--no-double", action="store_true", help="skip the 48-layer runs")
     ap.add_argument("--threads", type=int, default=0, help="lamarck --threads (0 = all cores)")
+    ap.add_argument("--max-memory", default="1G", help="lamarck --max-memory (default 1G)")
     args = ap.parse_args()
     work = os.path.abspath(args.work)
     lamarck = os.path.abspath(args.lamarck)
@@ -328,7 +329,8 @@ def main():
             out = os.path.join(outs, "lamarck")
             sd = os.path.join(outs, "lamarck-stages")
             cmd = [lamarck, "merge", recipe, "--out", out, "--force", "--no-reuse",
-                   "--stages-dir", sd, "--threads", str(args.threads)]
+                   "--stages-dir", sd, "--threads", str(args.threads),
+                   "--max-memory", args.max_memory]
             row["lamarck_s"], row["lamarck_rss_mib"] = timed(cmd, env, [out, sd])
             row["output_bytes"] = dir_size(out)
             shutil.rmtree(out)
@@ -350,7 +352,8 @@ def main():
             log(json.dumps(row))
 
     lines = [
-        f"cache: {args.cache}; cores: {os.cpu_count()}; lamarck threads: {args.threads or 'all'}",
+        f"cache: {args.cache}; cores: {os.cpu_count()}; lamarck threads: {args.threads or 'all'}; "
+        f"lamarck --max-memory {args.max_memory}",
         "",
         "| recipe | I/O floor s | lamarck s | lamarck / floor | mergekit s | mergekit / lamarck "
         "| lamarck peak RSS MiB | mergekit peak RSS MiB |",

@@ -1,0 +1,338 @@
+//! Streamed kernels: one tensor merged in blocks of elements, never held whole.
+//!
+//! A method runs in two steps. [`prepare`] reads the inputs block by block and reduces them
+//! to what the whole tensor decides: slerp's norms and angle, each task vector's keep mask
+//! (one bit per element) and L1 rescale factor, linear's weight sum. [`apply`] then computes
+//! any block of the output from the same blocks of the inputs and those prepared values, so
+//! blocks can be merged in parallel and written as they finish.
+//!
+//! The result is bit-identical to the whole-tensor kernels in [`super::methods`] (tested in
+//! `tests/merge_stream.rs` for every supported method, dtype and block size): blocks start at
+//! multiples of [`ops::CHUNK`] elements (and of the row length for DELLA's per-row ranks),
+//! so every f64 reduction sums exactly the same fixed chunks in the same order, and every
+//! rounding point of the whole-tensor code is repeated here element by element.
+//!
+//! Memory per tensor: the blocks in flight plus one bit per element and model; a TIES or
+//! breadcrumbs selection also needs 4 bytes per element for one model at a time (the
+//! magnitudes whose k-th largest is the threshold). nuslerp and model_stock, DELLA under the
+//! `mergekit-2024` profile, and embeddings that are cut or re-laid out run whole instead
+//! ([`supported`]).
+#![allow(clippy::result_large_err)]
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+mod task_arithmetic;
+
+use super::methods::{slerp, Kernel, MethodSpec, Params};
+use super::ops::{Sparsifier, CHUNK};
+use super::rng::RngKey;
+use super::run::{Error, Result};
+use super::Compat;
+use crate::model::DType;
+use task_arithmetic::{apply_gta, prepare_gta, Gta};
+
+/// Reads elements `range` of one input, as f32 values already rounded to the compute dtype.
+pub type Reader<'a> = dyn Fn(Range<usize>) -> Result<Vec<f32>> + Sync + 'a;
+
+/// One tensor to merge in blocks: the whole-tensor [`super::TensorJob`] with readers in
+/// place of data.
+pub struct BlockJob<'a> {
+    pub name: &'a str,
+    pub shape: &'a [usize],
+    pub base: Option<&'a Reader<'a>>,
+    /// Non-base inputs (config order) and their per-model parameters.
+    pub models: Vec<(&'a Reader<'a>, &'a Params)>,
+    pub params: &'a Params,
+    pub compute_dtype: DType,
+    pub rng: RngKey,
+    pub compat: Compat,
+}
+
+impl BlockJob<'_> {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    fn row_len(&self) -> usize {
+        match self.shape {
+            [] => 1,
+            [n] => *n,
+            [.., last] => *last,
+        }
+    }
+
+    fn kernel_error(&self, method: &'static str, message: String) -> Error {
+        Error::Kernel {
+            tensor: self.name.to_string(),
+            source: super::methods::Error::Invalid { method, message },
+        }
+    }
+
+    fn global(&self, method: &'static str, key: &str, default: Option<f64>) -> Result<f64> {
+        self.params.get(key).copied().or(default).ok_or_else(|| {
+            self.kernel_error(
+                method,
+                format!("tensor {}: missing parameter `{key}`", self.name),
+            )
+        })
+    }
+
+    fn per_model(
+        &self,
+        method: &'static str,
+        i: usize,
+        key: &str,
+        default: Option<f64>,
+    ) -> Result<f64> {
+        self.models[i].1.get(key).copied().or(default).ok_or_else(|| {
+            self.kernel_error(
+                method,
+                format!(
+                    "tensor {}: model #{} (config order) has no `{key}`; set it under that model's `parameters:` or globally",
+                    self.name,
+                    i + 1
+                ),
+            )
+        })
+    }
+}
+
+/// Whether `method` has a streamed form under `compat` (otherwise the runner merges the
+/// tensor whole).
+pub fn supported(method: &MethodSpec, compat: Compat) -> bool {
+    match method.kernel {
+        Kernel::Linear | Kernel::Slerp | Kernel::Passthrough => true,
+        // 2024 DELLA divides each kept value by its own keep probability: per element
+        // state that a bit mask does not carry.
+        Kernel::TaskArithmetic(v) => {
+            !(compat == Compat::Mergekit2024 && v.sparsifier == Some(Sparsifier::DellaMagprune))
+        }
+        Kernel::Nuslerp | Kernel::ModelStock => false,
+    }
+}
+
+/// The block granule of a tensor: blocks start at multiples of it.
+pub fn granule(method: &MethodSpec, shape: &[usize]) -> usize {
+    let row_len = match shape {
+        [] => 1,
+        [n] => *n,
+        [.., last] => *last,
+    }
+    .max(1);
+    let della = matches!(method.kernel, Kernel::TaskArithmetic(v) if v.sparsifier == Some(Sparsifier::DellaMagprune));
+    if della {
+        lcm(CHUNK, row_len)
+    } else {
+        CHUNK
+    }
+}
+
+fn lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x * b
+}
+
+/// The blocks of `0..n` for a block size (rounded down to a multiple of `granule`, at
+/// least one granule).
+pub fn blocks(n: usize, block: usize, granule: usize) -> Vec<Range<usize>> {
+    let block = (block / granule).max(1) * granule;
+    (0..n.div_ceil(block))
+        .map(|b| b * block..((b + 1) * block).min(n))
+        .collect()
+}
+
+/// What the whole tensor decided, ready for [`apply`].
+pub enum Prepared {
+    /// Only the base has this tensor: it is the output.
+    BaseOnly,
+    Linear {
+        weights: Vec<f32>,
+        normalize: bool,
+        total: f32,
+    },
+    Slerp {
+        c0: f32,
+        c1: f32,
+    },
+    Passthrough {
+        scale: Option<f32>,
+    },
+    TaskArithmetic(Box<Gta>),
+}
+
+/// Read the whole-tensor decisions of `method` for `job`, block by block
+/// (`blocks` from [`blocks`]). `parallel_models`: prepare the task vectors of several
+/// models at once (each TIES/breadcrumbs selection holds 4 bytes per element).
+pub fn prepare(
+    method: &MethodSpec,
+    job: &BlockJob,
+    blocks: &[Range<usize>],
+    parallel_models: bool,
+) -> Result<Prepared> {
+    if job.models.is_empty() && job.base.is_some() {
+        return Ok(Prepared::BaseOnly);
+    }
+    method
+        .check_inputs(job.models.len(), job.base.is_some())
+        .map_err(|source| Error::Kernel {
+            tensor: job.name.to_string(),
+            source,
+        })?;
+    let name = method.name;
+    match method.kernel {
+        Kernel::Linear => {
+            let normalize = job.global(name, "normalize", Some(1.0))? != 0.0;
+            let weights = (0..job.models.len())
+                .map(|i| job.per_model(name, i, "weight", None).map(|w| w as f32))
+                .collect::<Result<Vec<f32>>>()?;
+            let total: f32 = weights.iter().sum();
+            if normalize && total == 0.0 {
+                return Err(job.kernel_error(name, format!(
+                    "tensor {}: weights {weights:?} sum to 0 and normalize is on; change a weight or set `normalize: false`",
+                    job.name
+                )));
+            }
+            Ok(Prepared::Linear {
+                weights,
+                normalize,
+                total,
+            })
+        }
+        Kernel::Passthrough => Ok(Prepared::Passthrough {
+            scale: job.models[0].1.get("scale").map(|&s| s as f32),
+        }),
+        Kernel::Slerp => {
+            let t = job.global(name, "t", None)?;
+            let base = base_reader(job, name)?;
+            let other = job.models[0].0;
+            // Σ v₀², Σ v₁², Σ v₀v₁ per fixed chunk, as ops::l2_norm / ops::dot_f64 sum them.
+            let parts = blocks
+                .par_iter()
+                .map(|r| -> Result<Vec<[f64; 3]>> {
+                    let (a, b) = (base(r.clone())?, other(r.clone())?);
+                    Ok(a.chunks(CHUNK)
+                        .zip(b.chunks(CHUNK))
+                        .map(|(x, y)| {
+                            [
+                                x.iter().map(|&p| p as f64 * p as f64).sum::<f64>(),
+                                y.iter().map(|&q| q as f64 * q as f64).sum::<f64>(),
+                                x.iter()
+                                    .zip(y)
+                                    .map(|(&p, &q)| p as f64 * q as f64)
+                                    .sum::<f64>(),
+                            ]
+                        })
+                        .collect())
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let parts: Vec<[f64; 3]> = parts.into_iter().flatten().collect();
+            let total = |k: usize| parts.iter().map(|p| p[k]).sum::<f64>();
+            let (c0, c1) = slerp::coefficients_from(t, total(0).sqrt(), total(1).sqrt(), total(2));
+            Ok(Prepared::Slerp {
+                c0: c0 as f32,
+                c1: c1 as f32,
+            })
+        }
+        Kernel::TaskArithmetic(v) => Ok(Prepared::TaskArithmetic(Box::new(prepare_gta(
+            &v,
+            job,
+            blocks,
+            parallel_models,
+        )?))),
+        Kernel::Nuslerp | Kernel::ModelStock => Err(Error::Invalid {
+            tensor: job.name.to_string(),
+            message: format!("{} has no streamed form (internal error)", method.name),
+        }),
+    }
+}
+
+fn base_reader<'a>(job: &BlockJob<'a>, method: &'static str) -> Result<&'a Reader<'a>> {
+    job.base.ok_or_else(|| {
+        job.kernel_error(
+            method,
+            format!("tensor {}: needs a base_model tensor", job.name),
+        )
+    })
+}
+
+/// Output elements `range`: compute-dtype values in f32, as the whole-tensor kernel
+/// followed by its final rounding would give them.
+pub fn apply(prepared: &Prepared, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
+    let dtype = job.compute_dtype;
+    let mut out = match prepared {
+        Prepared::BaseOnly => {
+            let base = job.base.ok_or_else(|| Error::Invalid {
+                tensor: job.name.to_string(),
+                message: "no input (internal error)".into(),
+            })?;
+            return base(range);
+        }
+        Prepared::Linear {
+            weights,
+            normalize,
+            total,
+        } => {
+            let mut out = vec![0f32; range.len()];
+            for ((reader, _), &w) in job.models.iter().zip(weights) {
+                for (o, x) in out.iter_mut().zip(reader(range.clone())?) {
+                    *o += x * w;
+                }
+            }
+            if *normalize {
+                out.iter_mut().for_each(|v| *v /= total);
+            }
+            out
+        }
+        Prepared::Slerp { c0, c1 } => {
+            let base = base_reader(job, "slerp")?;
+            let (a, b) = (base(range.clone())?, job.models[0].0(range)?);
+            a.iter().zip(&b).map(|(&a, &b)| c0 * a + c1 * b).collect()
+        }
+        Prepared::Passthrough { scale } => {
+            let x = job.models[0].0(range)?;
+            match scale {
+                Some(s) => x.iter().map(|v| v * s).collect(),
+                None => x,
+            }
+        }
+        Prepared::TaskArithmetic(g) => apply_gta(g, job, range)?,
+    };
+    if dtype != DType::F32 {
+        out.iter_mut().for_each(|v| *v = dtype.round(*v));
+    }
+    Ok(out)
+}
+
+/// Placeholder selections until ops gains its compact ones (same results, more memory).
+pub(crate) mod tmp {
+    pub struct Bits(Vec<bool>);
+    impl Bits {
+        pub fn new(n: usize) -> Bits {
+            Bits(vec![false; n])
+        }
+        #[inline]
+        pub fn get(&self, i: usize) -> bool {
+            self.0[i]
+        }
+        pub fn set(&mut self, i: usize) {
+            self.0[i] = true;
+        }
+    }
+    fn floats(mags: &[u32]) -> Vec<f32> {
+        mags.iter().map(|&b| f32::from_bits(b)).collect()
+    }
+    pub fn top_k_bits(mags: Vec<u32>, k: usize) -> Bits {
+        Bits(crate::merge::ops::top_k_mask(&floats(&mags), k))
+    }
+    pub fn ascending_window_bits(mags: Vec<u32>, start: usize, end: usize) -> Bits {
+        Bits(crate::merge::ops::ascending_window_mask(
+            &floats(&mags),
+            start,
+            end,
+        ))
+    }
+}
