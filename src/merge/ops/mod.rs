@@ -10,13 +10,20 @@
 //!
 //! Tie rule (magnitude selection). mergekit orders magnitudes with torch's unstable CPU sort
 //! (libstdc++ introsort), so which of several equal magnitudes at a selection boundary
-//! survive is decided by that algorithm's data movement. lamarck finds the boundary in O(n)
-//! by selection; only when equal magnitudes straddle it (common with bf16 task vectors) does
-//! it replay torch's sort ([`torch_sort`]) to keep exactly the elements mergekit keeps.
-//! DELLA's per-row ranks use the same replayed order.
+//! survive is decided by that algorithm's data movement. lamarck finds the boundary value in
+//! O(n) by a radix select on the magnitudes' f32 bit patterns ([`top_k_bits`],
+//! [`ascending_window_bits`]); only when equal magnitudes straddle it (common with bf16 task
+//! vectors) does it replay torch's quickselect ([`torch_sort`]) on those same 4-byte
+//! patterns, the tied elements tagged through the free sign bit, to keep exactly the
+//! elements mergekit keeps. Masks are [`Bits`] (1 bit per element). DELLA's per-row ranks
+//! replay torch's full sort on (magnitude, index) packed into one integer key; a row without
+//! equal magnitudes has a single sorted order, which any sort finds.
 use rayon::prelude::*;
 
+mod bits;
 pub mod torch_sort;
+
+pub use bits::{ascending_window_bits, top_k_bits, Bits};
 
 use super::rng::Stream;
 use crate::model::DType;
@@ -105,63 +112,23 @@ pub fn floor_count(fraction: f64, n: usize) -> usize {
     }
 }
 
-/// Value at position `pos` of `mags` sorted ascending (`mags` is reordered).
-fn select_ascending(mags: &mut [f32], pos: usize) -> f32 {
-    *mags.select_nth_unstable_by(pos, f32::total_cmp).1
+/// Magnitude bit patterns `|x|.to_bits()`, the input of [`top_k_bits`] and
+/// [`ascending_window_bits`].
+pub fn magnitude_bits(xs: &[f32]) -> Vec<u32> {
+    xs.par_iter().map(|x| x.to_bits() & 0x7fff_ffff).collect()
 }
 
 /// Keep mask for the `k` largest |x|, ties at the boundary resolved as torch's
-/// `argsort(descending=True)[:k]` does.
+/// `argsort(descending=True)[:k]` does ([`top_k_bits`] as one `bool` per element).
 pub fn top_k_mask(xs: &[f32], k: usize) -> Vec<bool> {
-    let n = xs.len();
-    if k >= n {
-        return vec![true; n];
-    }
-    if k == 0 {
-        return vec![false; n];
-    }
-    let mut mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
-    // The k-th largest is at ascending position n − k.
-    let threshold = select_ascending(&mut mags, n - k);
-    let greater = xs.iter().filter(|x| x.abs() > threshold).count();
-    let equal = xs.iter().filter(|x| x.abs() == threshold).count();
-    if greater + equal == k {
-        return xs.iter().map(|x| x.abs() >= threshold).collect();
-    }
-    // Equal magnitudes straddle the boundary: torch's order decides.
-    let mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
-    let mut keep = vec![false; n];
-    for &i in &torch_sort::select_indices(&mags, true, &[k])[..k] {
-        keep[i as usize] = true;
-    }
-    keep
+    top_k_bits(magnitude_bits(xs), k).to_vec()
 }
 
 /// Keep mask for the elements at positions `[start, end)` of `torch.sort(|x|)` (ascending),
-/// ties at the boundaries resolved as torch's sort does.
+/// ties at the boundaries resolved as torch's sort does ([`ascending_window_bits`] as one
+/// `bool` per element).
 pub fn ascending_window_mask(xs: &[f32], start: usize, end: usize) -> Vec<bool> {
-    let n = xs.len();
-    let end = end.min(n);
-    if start >= end {
-        return vec![false; n];
-    }
-    let mut mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
-    let hi = select_ascending(&mut mags, end - 1);
-    let lo = select_ascending(&mut mags[..end], start);
-    let count = |pred: &dyn Fn(f32) -> bool| xs.iter().filter(|x| pred(x.abs())).count();
-    let (less_lo, equal_lo) = (count(&|m| m < lo), count(&|m| m == lo));
-    let (less_hi, equal_hi) = (count(&|m| m < hi), count(&|m| m == hi));
-    // Unambiguous when every element equal to a boundary value is on the same side of it.
-    if less_lo == start && less_hi + equal_hi == end {
-        return xs.iter().map(|x| (lo..=hi).contains(&x.abs())).collect();
-    }
-    let _ = equal_lo;
-    let mags: Vec<f32> = xs.iter().map(|x| x.abs()).collect();
-    let mut keep = vec![false; n];
-    for &i in &torch_sort::select_indices(&mags, false, &[start, end])[start..end] {
-        keep[i as usize] = true;
-    }
-    keep
+    ascending_window_bits(magnitude_bits(xs), start, end).to_vec()
 }
 
 /// Apply `keep` to `delta` in place, then rescale per `rescale`. `inverse_p(i)` is the keep
@@ -234,15 +201,27 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
     match method {
         Sparsifier::Magnitude => {
             let k = floor_count(density, n).max(1);
-            let keep = top_k_mask(delta, k);
-            apply_mask(delta, |i| keep[i], args.rescale, |_| density, args.dtype);
+            let keep = top_k_bits(magnitude_bits(delta), k);
+            apply_mask(
+                delta,
+                |i| keep.get(i),
+                args.rescale,
+                |_| density,
+                args.dtype,
+            );
         }
         Sparsifier::MagnitudeOutliers => {
             let target = floor_count(density, n);
             let n_top = floor_count(args.gamma, n);
             let n_bot = n.saturating_sub(target + n_top);
-            let keep = ascending_window_mask(delta, n_bot, n_bot + target);
-            apply_mask(delta, |i| keep[i], args.rescale, |_| density, args.dtype);
+            let keep = ascending_window_bits(magnitude_bits(delta), n_bot, n_bot + target);
+            apply_mask(
+                delta,
+                |i| keep.get(i),
+                args.rescale,
+                |_| density,
+                args.dtype,
+            );
         }
         // DELLA with ε = 0 is DARE: the same draws, so the same mask for the same seed.
         Sparsifier::Random => {
@@ -272,8 +251,9 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
 }
 
 /// DELLA's per-element keep probability: per row of `row_len`, rank r ∈ 0..n in the order of
-/// torch's `argsort(|δ|)` (ties as torch leaves them), `p = (density − ε) + 2ε·r/(n−1)`, in f32 whatever the
-/// storage dtype. A one-element row (where mergekit divides 0 by 0) gets `p = density`.
+/// torch's `argsort(|δ|)` (ties as torch leaves them), `p = (density − ε) + 2ε·r/(n−1)`, in
+/// f32 whatever the storage dtype. A one-element row (where mergekit divides 0 by 0) gets
+/// `p = density`.
 pub fn della_keep_probabilities(
     delta: &[f32],
     density: f64,
@@ -287,20 +267,95 @@ pub fn della_keep_probabilities(
     probs
         .par_chunks_mut(row_len)
         .zip(delta.par_chunks(row_len))
-        .for_each(|(p_row, d_row)| {
-            let n = d_row.len();
-            if n == 1 {
+        .for_each_init(RowScratch::default, |scratch, (p_row, d_row)| {
+            if d_row.len() == 1 {
                 p_row[0] = density as f32;
-                return;
-            }
-            let mags: Vec<f32> = d_row.iter().map(|x| x.abs()).collect();
-            let order = torch_sort::sort_indices(&mags, false);
-            let denom = (n - 1) as f32;
-            for (rank, &idx) in order.iter().enumerate() {
-                p_row[idx as usize] = low + (rank as f32 / denom) * span;
+            } else {
+                let denom = (d_row.len() - 1) as f32;
+                let mut ranked = |rank: usize, idx: usize| {
+                    p_row[idx] = low + (rank as f32 / denom) * span;
+                };
+                scratch.rank_row(d_row, &mut ranked);
             }
         });
     probs
+}
+
+/// Per-thread buffers of [`della_keep_probabilities`].
+#[derive(Default)]
+struct RowScratch {
+    k32: Vec<u32>,
+    k64: Vec<u64>,
+    /// 2¹⁵ bits: which bf16 magnitudes a row has (duplicate detection).
+    seen: Vec<u64>,
+}
+
+impl RowScratch {
+    /// Calls `ranked(rank, index)` for every element of `row`, ranked by |x| in torch's
+    /// `argsort` order. Each magnitude and its index in the row travel as one integer key
+    /// (u32 when the magnitudes are bf16 values and the row fits 16 bits of index, else
+    /// u64) that the replayed introsort compares by magnitude only. A row without duplicate
+    /// magnitudes has one correct order, which any sort finds: then `sort_unstable` on the
+    /// whole keys.
+    fn rank_row(&mut self, row: &[f32], ranked: &mut impl FnMut(usize, usize)) {
+        let n = row.len();
+        let (mut any_low, mut nan) = (0u32, false);
+        for x in row {
+            let m = x.to_bits() & 0x7fff_ffff;
+            any_low |= m;
+            nan |= m > 0x7f80_0000;
+        }
+        if nan {
+            // NaN compares false either way: only the pair replay gives torch's order.
+            let mags: Vec<f32> = row.iter().map(|x| x.abs()).collect();
+            for (rank, &idx) in torch_sort::sort_indices(&mags, false).iter().enumerate() {
+                ranked(rank, idx as usize);
+            }
+        } else if any_low & 0xffff == 0 && n <= 1 << 16 {
+            let keys = &mut self.k32;
+            keys.clear();
+            keys.extend(
+                row.iter()
+                    .enumerate()
+                    .map(|(i, x)| x.to_bits() & 0x7fff_0000 | i as u32),
+            );
+            self.seen.clear();
+            self.seen.resize(1 << 9, 0);
+            let dup = keys.iter().any(|&k| {
+                let (w, b) = ((k >> 22) as usize, k >> 16 & 63);
+                let seen = self.seen[w] >> b & 1 == 1;
+                self.seen[w] |= 1 << b;
+                seen
+            });
+            if dup {
+                torch_sort::sort_by(keys, |a, b| a >> 16 < b >> 16);
+            } else {
+                keys.sort_unstable();
+            }
+            for (rank, &k) in keys.iter().enumerate() {
+                ranked(rank, (k & 0xffff) as usize);
+            }
+        } else {
+            let keys = &mut self.k64;
+            let fill = |keys: &mut Vec<u64>| {
+                keys.clear();
+                keys.extend(
+                    row.iter()
+                        .enumerate()
+                        .map(|(i, x)| ((x.to_bits() & 0x7fff_ffff) as u64) << 32 | i as u64),
+                );
+            };
+            fill(keys);
+            keys.sort_unstable();
+            if keys.windows(2).any(|w| w[0] >> 32 == w[1] >> 32) {
+                fill(keys);
+                torch_sort::sort_by(keys, |a, b| a >> 32 < b >> 32);
+            }
+            for (rank, &k) in keys.iter().enumerate() {
+                ranked(rank, k as u32 as usize);
+            }
+        }
+    }
 }
 
 /// TIES "sum" sign election on weighted deltas at one element: the majority sign is that of
@@ -316,198 +371,4 @@ pub fn agrees_with_majority(weighted: f32, majority_positive: bool) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::merge::rng::RngKey;
-
-    fn stream() -> Stream {
-        RngKey::new(1, "s", "t").stream(0)
-    }
-
-    fn args(density: f64, rescale: Rescale) -> SparsifyArgs {
-        SparsifyArgs {
-            density,
-            gamma: 0.0,
-            epsilon: 0.0,
-            rescale,
-            dtype: DType::F32,
-            row_len: 1,
-        }
-    }
-
-    #[test]
-    fn top_k_resolves_ties_like_torch() {
-        // n ≤ 16: torch's introsort is a plain insertion sort, i.e. stable.
-        let x = [1.0, -3.0, 2.0, 3.0, -2.0, 0.5];
-        assert_eq!(top_k_mask(&x, 2), [false, true, false, true, false, false]);
-        assert_eq!(top_k_mask(&x, 3), [false, true, true, true, false, false]);
-        assert_eq!(top_k_mask(&x, 0), [false; 6]);
-        assert_eq!(top_k_mask(&x, 9), [true; 6]);
-    }
-
-    #[test]
-    fn ascending_window_matches_torch_sort_positions() {
-        // n ≤ 16: torch's order is the stable one.
-        let x = [0.0f32, 2.0, -1.0, 2.0, 0.0, 1.0, -2.0, 3.0];
-        let mut order: Vec<usize> = (0..x.len()).collect();
-        order.sort_by(|&a, &b| x[a].abs().total_cmp(&x[b].abs()).then(a.cmp(&b)));
-        for start in 0..=x.len() {
-            for end in start..=x.len() {
-                let mut expected = vec![false; x.len()];
-                for &i in &order[start..end] {
-                    expected[i] = true;
-                }
-                assert_eq!(
-                    ascending_window_mask(&x, start, end),
-                    expected,
-                    "{start}..{end}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn magnitude_keeps_floor_density_n_at_least_one_and_rescales_l1() {
-        let mut d = vec![0.1, -0.4, 0.3, 0.2];
-        sparsify(
-            &mut d,
-            Sparsifier::Magnitude,
-            args(0.5, Rescale::None),
-            stream(),
-        );
-        assert_eq!(d, [0.0, -0.4, 0.3, 0.0]);
-        let mut d = vec![0.1, -0.4, 0.3, 0.2];
-        sparsify(
-            &mut d,
-            Sparsifier::Magnitude,
-            args(0.1, Rescale::None),
-            stream(),
-        );
-        assert_eq!(d, [0.0, -0.4, 0.0, 0.0]);
-        let mut d = vec![0.1, -0.4, 0.3, 0.2];
-        sparsify(
-            &mut d,
-            Sparsifier::Magnitude,
-            args(0.5, Rescale::L1),
-            stream(),
-        );
-        // L1 before 1.0, after 0.7: factor 1/0.7.
-        let f = (1.0f64 / 0.7) as f32;
-        assert_eq!(d, [0.0, -0.4 * f, 0.3 * f, 0.0]);
-        assert!((l1_norm(&d) - 1.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn density_one_is_identity_and_zero_clears() {
-        for m in [
-            Sparsifier::Magnitude,
-            Sparsifier::Random,
-            Sparsifier::MagnitudeOutliers,
-            Sparsifier::DellaMagprune,
-        ] {
-            let mut d = vec![1.0, -2.0, 3.0];
-            sparsify(&mut d, m, args(1.0, Rescale::L1), stream());
-            assert_eq!(d, [1.0, -2.0, 3.0]);
-            sparsify(&mut d, m, args(0.0, Rescale::L1), stream());
-            assert_eq!(d, [0.0; 3]);
-        }
-    }
-
-    #[test]
-    fn breadcrumbs_drops_top_gamma_and_bottom() {
-        let x: Vec<f32> = (1..=10).map(|v| v as f32).collect();
-        let mut d = x.clone();
-        let a = SparsifyArgs {
-            gamma: 0.2,
-            ..args(0.5, Rescale::None)
-        };
-        sparsify(&mut d, Sparsifier::MagnitudeOutliers, a, stream());
-        assert_eq!(d, [0., 0., 0., 4., 5., 6., 7., 8., 0., 0.]);
-        // gamma·n < 1: keeps the top `target` (mergekit ≤ 0.1.4 zeroed everything here).
-        let mut d = x.clone();
-        sparsify(
-            &mut d,
-            Sparsifier::MagnitudeOutliers,
-            args(0.3, Rescale::None),
-            stream(),
-        );
-        assert_eq!(d, [0., 0., 0., 0., 0., 0., 0., 8., 9., 10.]);
-    }
-
-    #[test]
-    fn dare_keep_fraction_and_inverse_density() {
-        let n = 100_000;
-        let mut d = vec![1.0f32; n];
-        sparsify(
-            &mut d,
-            Sparsifier::Random,
-            args(0.3, Rescale::InverseProbability),
-            stream(),
-        );
-        let kept = d.iter().filter(|&&v| v != 0.0).count() as f64;
-        let sd = (n as f64 * 0.3 * 0.7).sqrt();
-        assert!((kept - 0.3 * n as f64).abs() < 5.0 * sd);
-        assert!(d.iter().all(|&v| v == 0.0 || v == (1.0f64 / 0.3) as f32));
-    }
-
-    #[test]
-    fn della_probabilities_ramp_per_row() {
-        let d = [0.3, -0.1, 0.2, 5.0, 1.0, -2.0];
-        let p = della_keep_probabilities(&d, 0.5, 0.2, 3);
-        let expect = [0.7f32, 0.3, 0.5, 0.7, 0.3, 0.5];
-        for (a, b) in p.iter().zip(expect) {
-            assert!((a - b).abs() < 1e-6, "{p:?}");
-        }
-        // Ties (n ≤ 16, torch's order is stable): lower index ranks lower.
-        let p = della_keep_probabilities(&[0.0, 0.0, 0.0], 0.5, 0.2, 3);
-        assert!(p[0] < p[1] && p[1] < p[2]);
-        assert_eq!(della_keep_probabilities(&[1.0], 0.4, 0.1, 1), [0.4]);
-    }
-
-    #[test]
-    fn selection_follows_torch_order_when_ties_straddle_the_boundary() {
-        // Tie-heavy vector longer than 16: the boundary ties are resolved by the replayed
-        // introsort, not by index.
-        let x: Vec<f32> = (0..200)
-            .map(|i| ((i * 37) % 7) as f32 * 0.5 - 1.5)
-            .collect();
-        let mags: Vec<f32> = x.iter().map(|v| v.abs()).collect();
-        let desc = torch_sort::sort_indices(&mags, true);
-        let asc = torch_sort::sort_indices(&mags, false);
-        for k in [1, 37, 100, 150, 199] {
-            let mut want = vec![false; x.len()];
-            desc[..k].iter().for_each(|&i| want[i as usize] = true);
-            assert_eq!(top_k_mask(&x, k), want, "k = {k}");
-        }
-        for (start, end) in [(10, 90), (0, 57), (120, 200), (33, 34)] {
-            let mut want = vec![false; x.len()];
-            asc[start..end]
-                .iter()
-                .for_each(|&i| want[i as usize] = true);
-            assert_eq!(
-                ascending_window_mask(&x, start, end),
-                want,
-                "{start}..{end}"
-            );
-        }
-    }
-
-    #[test]
-    fn reductions_do_not_depend_on_thread_count() {
-        let xs: Vec<f32> = (0..300_000u64)
-            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
-            .collect();
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let four = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
-        let a = one.install(|| (l1_norm(&xs), dot_f64(&xs, &xs)));
-        let b = four.install(|| (l1_norm(&xs), dot_f64(&xs, &xs)));
-        assert_eq!(a.0.to_bits(), b.0.to_bits());
-        assert_eq!(a.1.to_bits(), b.1.to_bits());
-    }
-}
+mod tests;
