@@ -306,33 +306,3 @@ pub fn apply(prepared: &Prepared, job: &BlockJob, range: Range<usize>) -> Result
     }
     Ok(out)
 }
-
-/// Placeholder selections until ops gains its compact ones (same results, more memory).
-pub(crate) mod tmp {
-    pub struct Bits(Vec<bool>);
-    impl Bits {
-        pub fn new(n: usize) -> Bits {
-            Bits(vec![false; n])
-        }
-        #[inline]
-        pub fn get(&self, i: usize) -> bool {
-            self.0[i]
-        }
-        pub fn set(&mut self, i: usize) {
-            self.0[i] = true;
-        }
-    }
-    fn floats(mags: &[u32]) -> Vec<f32> {
-        mags.iter().map(|&b| f32::from_bits(b)).collect()
-    }
-    pub fn top_k_bits(mags: Vec<u32>, k: usize) -> Bits {
-        Bits(crate::merge::ops::top_k_mask(&floats(&mags), k))
-    }
-    pub fn ascending_window_bits(mags: Vec<u32>, start: usize, end: usize) -> Bits {
-        Bits(crate::merge::ops::ascending_window_mask(
-            &floats(&mags),
-            start,
-            end,
-        ))
-    }
-}

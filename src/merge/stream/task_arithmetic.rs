@@ -7,10 +7,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::tmp::{self as tmp, Bits};
 use super::{base_reader, BlockJob};
 use crate::merge::methods::task_arithmetic::{check_della, Variant};
-use crate::merge::ops::{self, floor_count, round64, Rescale, Sparsifier, CHUNK};
+use crate::merge::ops::{self, floor_count, round64, Bits, Rescale, Sparsifier, CHUNK};
 use crate::merge::rng::Stream;
 use crate::merge::run::Result;
 use crate::merge::Compat;
@@ -160,23 +159,23 @@ pub(super) fn prepare_gta(
                     let k = floor_count(density, n).max(1);
                     if l1 {
                         // the mask consumes the magnitudes; L1 after needs them
-                        let bits = tmp::top_k_bits(mags.clone(), k);
+                        let bits = ops::top_k_bits(mags.clone(), k);
                         let after = chunk_sums(&mags, |j| bits.get(j));
                         (bits, before, after)
                     } else {
-                        (tmp::top_k_bits(mags, k), before, Vec::new())
+                        (ops::top_k_bits(mags, k), before, Vec::new())
                     }
                 } else {
                     let target = floor_count(density, n);
                     let n_top = floor_count(gamma, n);
                     let n_bot = n.saturating_sub(target + n_top);
                     if l1 {
-                        let bits = tmp::ascending_window_bits(mags.clone(), n_bot, n_bot + target);
+                        let bits = ops::ascending_window_bits(mags.clone(), n_bot, n_bot + target);
                         let after = chunk_sums(&mags, |j| bits.get(j));
                         (bits, before, after)
                     } else {
                         (
-                            tmp::ascending_window_bits(mags, n_bot, n_bot + target),
+                            ops::ascending_window_bits(mags, n_bot, n_bot + target),
                             before,
                             Vec::new(),
                         )
