@@ -243,7 +243,7 @@ impl RunOptions {
         // one task vector per input, the output and its encoding.
         let per_element = (8 * inputs.max(1) + 6) as u64;
         let elems = self.max_memory / 4 / (threads.max(1) as u64 * per_element);
-        (elems as usize).clamp(ops::CHUNK, 1 << 20)
+        (elems as usize).clamp(ops::CHUNK, 1 << 18)
     }
 }
 

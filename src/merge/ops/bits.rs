@@ -97,6 +97,19 @@ impl Bits {
         self.words[i / 64] >> (i % 64) & 1 == 1
     }
 
+    /// Bits `64·w .. 64·w + 64` (bit b of the word is element 64·w + b).
+    #[inline]
+    pub fn word(&self, w: usize) -> u64 {
+        self.words[w]
+    }
+
+    /// Build from whole words (bit b of word w is element 64·w + b); bits past `len` must
+    /// be zero.
+    pub fn from_words(words: Vec<u64>, len: usize) -> Bits {
+        debug_assert_eq!(words.len(), len.div_ceil(64));
+        Bits { words, len }
+    }
+
     /// Set bit `i` to 1.
     #[inline]
     pub fn set(&mut self, i: usize) {

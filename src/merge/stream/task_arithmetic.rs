@@ -347,39 +347,33 @@ pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<
     let dtype = job.compute_dtype;
     let r = |x: f32| dtype.round(x);
     let base = base_reader(job, "task arithmetic")?(range.clone())?;
-    // W_i = r(w_i · sparsified δ_i), one array per model. A dropped element is +0, and
-    // +0 stays +0 through the rescale (factor > 0) as in the whole-tensor kernel.
+    // W_i = r(w_i · sparsified δ_i), one array per model, in one fused pass. A dropped
+    // element is +0, and +0 stays +0 through the rescale (factor > 0), as in the
+    // whole-tensor kernel.
     let mut weighted = Vec::with_capacity(job.models.len());
     for (((reader, _), mask), &w) in job.models.iter().zip(&g.masks).zip(&g.weights) {
         let mut d = reader(range.clone())?;
-        for (x, &b) in d.iter_mut().zip(&base) {
-            *x = r(*x - b);
-        }
-        let at = range.start;
-        match &mask.keep {
-            Keep::All => {}
-            Keep::Nothing => d.fill(0.0),
-            Keep::Bits(bits) => {
-                for (j, v) in d.iter_mut().enumerate() {
-                    if !bits.get(at + j) {
-                        *v = 0.0;
-                    }
-                }
-            }
-            Keep::Random { stream, p } => {
-                for (j, v) in d.iter_mut().enumerate() {
-                    if !stream.bernoulli((at + j) as u64, *p) {
-                        *v = 0.0;
-                    }
-                }
-            }
-        }
         match mask.post {
-            Post::None => {}
-            Post::Factor(f) => d.iter_mut().for_each(|v| *v = r(*v * f)),
-            Post::Inverse(p) => d.iter_mut().for_each(|v| *v = r((*v as f64 / p) as f32)),
+            Post::None => fuse(&mut d, &base, range.start, &mask.keep, |v| v, w, dtype),
+            Post::Factor(f) => fuse(
+                &mut d,
+                &base,
+                range.start,
+                &mask.keep,
+                |v| r(v * f),
+                w,
+                dtype,
+            ),
+            Post::Inverse(p) => fuse(
+                &mut d,
+                &base,
+                range.start,
+                &mask.keep,
+                |v| r((v as f64 / p) as f32),
+                w,
+                dtype,
+            ),
         }
-        d.iter_mut().for_each(|v| *v = r(w * *v));
         weighted.push(d);
     }
     // Element-wise mixing, written as whole-array passes (which vectorise) that perform
@@ -396,6 +390,7 @@ pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<
     let mut out = base;
     if g.consensus {
         // majority sign of r(Σ W); agreeing models add their W and their weight
+        total.iter_mut().for_each(|t| *t = r(*t));
         let mut mixed = vec![0f32; n];
         let mut divisor = vec![0f32; n];
         for (w_d, &w) in weighted.iter().zip(&g.weights) {
@@ -405,7 +400,7 @@ pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<
                 .zip(w_d)
                 .zip(&total)
             {
-                let agree = if r(t) >= 0.0 { x > 0.0 } else { x < 0.0 };
+                let agree = if t >= 0.0 { x > 0.0 } else { x < 0.0 };
                 // A non-agreeing model adds +0: the sums start at +0 and only grow by
                 // non-zero values, so this equals skipping it.
                 *m += if agree { x } else { 0.0 };
@@ -422,6 +417,49 @@ pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<
         }
     }
     Ok(out)
+}
+
+/// `d ← r(w · post(keep ? r(d − base) : 0))` over one block starting at element `at`.
+#[inline(always)]
+fn fuse<P: Fn(f32) -> f32 + Copy>(
+    d: &mut [f32],
+    base: &[f32],
+    at: usize,
+    keep: &Keep,
+    post: P,
+    w: f32,
+    dtype: DType,
+) {
+    let r = |x: f32| dtype.round(x);
+    // what a dropped element becomes (+0 through post and the weight)
+    let dropped = r(w * post(0.0));
+    match keep {
+        Keep::All => {
+            for (x, &b) in d.iter_mut().zip(base) {
+                *x = r(w * post(r(*x - b)));
+            }
+        }
+        Keep::Nothing => d.fill(dropped),
+        // blocks start at multiples of 64 elements: whole mask words
+        Keep::Bits(bits) if at % 64 == 0 => {
+            for (c, (xs, bs)) in d.chunks_mut(64).zip(base.chunks(64)).enumerate() {
+                let word = bits.word(at / 64 + c);
+                for (k, (x, &b)) in xs.iter_mut().zip(bs).enumerate() {
+                    let kept = r(w * post(r(*x - b)));
+                    *x = if word >> k & 1 == 1 { kept } else { dropped };
+                }
+            }
+        }
+        keep => {
+            for (j, (x, &b)) in d.iter_mut().zip(base).enumerate() {
+                *x = if keep.get(at + j) {
+                    r(w * post(r(*x - b)))
+                } else {
+                    dropped
+                };
+            }
+        }
+    }
 }
 
 /// Normalisation and λ on one mixed value, rounded as the whole-tensor kernel rounds them.
