@@ -6,16 +6,16 @@
 //! by a two-pass 16-bit radix select (histograms, no reordering). When elements equal to a
 //! boundary value straddle it, torch's order decides which survive: the introsort of
 //! [`torch_sort`](super::torch_sort) is replayed on the same u32 array, with each tied
-//! element overwritten by `0x8000_0000 | group << 30 | ordinal` (bit 31 is free in a
+//! element overwritten by `0x8000_0000 | group << 30 | index` (bit 31 is free in a
 //! non-negative f32) and a comparator that decodes it back to its value. torch compares
 //! values only, so this replay moves the elements exactly as `select_indices` moves its
-//! (value, index) pairs, and the ordinals found inside the kept positions name the tied
-//! elements mergekit keeps. Inputs outside that domain (a NaN, ≥ 2³⁰ ties at one boundary)
-//! take the pair-based path on the f32 values, which gives the same result; so does a set
-//! sign bit (a caller error), read as the negative f32 it is.
+//! (value, index) pairs, and the indices found inside the kept positions name the tied
+//! elements mergekit keeps. Inputs outside that domain (a NaN, a tensor of more than 2³⁰
+//! elements) take the pair-based path on the f32 values, which gives the same result; so
+//! does a set sign bit (a caller error), read as the negative f32 it is.
 //!
-//! Memory: the input Vec (reused as scratch), the mask (n/8 bytes), 4 bytes per tied
-//! element, and two 2¹⁶-bin histograms per worker thread.
+//! Memory: the input Vec (reused as scratch), the mask (n/8 bytes) and two 2¹⁶-bin
+//! histograms per worker thread.
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -160,7 +160,7 @@ pub fn top_k_bits(mut mags: Vec<u32>, k: usize) -> Bits {
         // Every element equal to the threshold is kept.
         return Bits::from_slice(&mags, |m| m >= t.value);
     }
-    if t.equal >= ORDINALS {
+    if n > ORDINALS {
         return top_k_pairs(&to_f32(mags), k);
     }
     let mut keep = Bits::from_slice(&mags, |m| m > t.value);
@@ -195,7 +195,7 @@ pub fn ascending_window_bits(mut mags: Vec<u32>, start: usize, end: usize) -> Bi
         (true, false) => vec![lo],
         _ => vec![hi],
     };
-    if groups.iter().any(|g| g.equal >= ORDINALS) {
+    if n > ORDINALS {
         return window_pairs(&to_f32(mags), start, end);
     }
     let (t0, t1) = (groups[0].value, groups[groups.len() - 1].value);
@@ -211,12 +211,11 @@ pub fn ascending_window_bits(mut mags: Vec<u32>, start: usize, end: usize) -> Bi
     keep
 }
 
-/// Tie ordinals per group in the encoding (30 bits).
+/// Element indices a tie entry can carry (30 bits; longer tensors take the pair path).
 const ORDINALS: usize = 1 << 30;
 const TIE: u32 = 0x8000_0000;
 
-/// Encode the elements equal to each group's value as `TIE | g << 30 | ordinal` (ordinal in
-/// index order), replay `select_indices(values, descending, bounds)` on the encoded array,
+/// Encode the elements equal to each group's value as `TIE | g << 30 | index`, replay `select_indices(values, descending, bounds)` on the encoded array,
 /// and set in `keep` the tied elements that end in positions `window`.
 fn resolve_ties(
     mags: &mut [u32],
@@ -226,34 +225,20 @@ fn resolve_ties(
     window: Range<usize>,
     keep: &mut Bits,
 ) {
-    debug_assert!(groups.len() <= 2 && groups.iter().all(|g| g.equal < ORDINALS));
+    debug_assert!(groups.len() <= 2 && mags.len() <= ORDINALS);
     let values = [groups[0].value, groups[groups.len() - 1].value];
-    // The tied elements of each group in index order (collected in parallel), then encoded
-    // with their ordinals.
-    let parts: Vec<[Vec<u32>; 2]> = mags
-        .par_chunks(HIST_JOB)
+    // Each tied element carries its own index (n ≤ 2^30 is checked by the callers), so no
+    // side table is needed: the array stays the only O(n) memory.
+    mags.par_chunks_mut(HIST_JOB)
         .enumerate()
-        .map(|(j, chunk)| {
-            let mut ids = [Vec::new(), Vec::new()];
-            for (i, &m) in chunk.iter().enumerate() {
-                if m == values[0] || m == values[1] {
-                    ids[(m != values[0]) as usize].push((j * HIST_JOB + i) as u32);
+        .for_each(|(j, chunk)| {
+            for (i, m) in chunk.iter_mut().enumerate() {
+                if *m == values[0] || *m == values[1] {
+                    let g = (*m != values[0]) as u32;
+                    *m = TIE | g << 30 | (j * HIST_JOB + i) as u32;
                 }
             }
-            ids
-        })
-        .collect();
-    let index: [Vec<u32>; 2] = std::array::from_fn(|g| {
-        let mut ids = Vec::with_capacity(parts.iter().map(|p| p[g].len()).sum());
-        parts.iter().for_each(|p| ids.extend_from_slice(&p[g]));
-        ids
-    });
-    drop(parts);
-    for (g, ids) in index.iter().enumerate() {
-        for (ordinal, &i) in ids.iter().enumerate() {
-            mags[i as usize] = TIE | (g as u32) << 30 | ordinal as u32;
-        }
-    }
+        });
     let decode = move |e: u32| {
         let v = values[(e >> 30 & 1) as usize];
         if e & TIE != 0 {
@@ -269,7 +254,7 @@ fn resolve_ties(
     }
     for &e in &mags[window] {
         if e & TIE != 0 {
-            keep.set(index[(e >> 30 & 1) as usize][(e & (ORDINALS as u32 - 1)) as usize] as usize);
+            keep.set((e & (ORDINALS as u32 - 1)) as usize);
         }
     }
 }
