@@ -417,7 +417,7 @@ pub fn materialize(planned: &RecipePlan, opts: &RunOptions) -> Result<MemorySink
 
 /// How the runner takes the plan's tensors, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Unit {
+pub(crate) enum Unit {
     /// Consecutive small tensors merged in parallel, each whole.
     Batch(Range<usize>),
     /// One large tensor merged block by block (blocks in parallel).
@@ -436,7 +436,7 @@ fn streamable(plan: &Plan, t: &TensorPlan) -> bool {
 
 /// Tensors larger than `block` elements run alone; the others in batches of at most
 /// `2 × threads` tensors whose working memory stays within half the budget.
-fn schedule(
+pub(crate) fn schedule(
     plan: &Plan,
     block: usize,
     threads: usize,

@@ -215,51 +215,6 @@ impl Plan {
                 .insert("tie_word_embeddings".into(), serde_json::Value::Bool(true));
         }
     }
-
-    /// Groups of consecutive tensors the runner merges together (in parallel, results
-    /// held until the group is written): at most `2 × threads` tensors, and no more
-    /// working memory than the largest single job needs, so two vocabulary-sized
-    /// embedding jobs never run at once.
-    pub fn batches(&self, threads: usize) -> Vec<std::ops::Range<usize>> {
-        let budget = self
-            .tensors
-            .iter()
-            .map(TensorPlan::work_bytes)
-            .max()
-            .unwrap_or(0);
-        let most = threads.max(1) * 2;
-        let mut out = Vec::new();
-        let (mut start, mut used) = (0, 0u64);
-        for (i, t) in self.tensors.iter().enumerate() {
-            let w = t.work_bytes();
-            if i > start && (i - start == most || used + w > budget) {
-                out.push(start..i);
-                (start, used) = (i, 0);
-            }
-            used += w;
-        }
-        if start < self.tensors.len() {
-            out.push(start..self.tensors.len());
-        }
-        out
-    }
-
-    /// Estimated peak memory: the largest batch's working memory plus one shard buffer
-    /// (inputs are memory-mapped; their pages are not counted).
-    pub fn peak_memory(&self, threads: usize, shard_size: u64) -> u64 {
-        let running = self
-            .batches(threads)
-            .into_iter()
-            .map(|r| {
-                self.tensors[r]
-                    .iter()
-                    .map(TensorPlan::work_bytes)
-                    .sum::<u64>()
-            })
-            .max()
-            .unwrap_or(0);
-        running + shard_size.min(self.bytes_written())
-    }
 }
 
 /// `1.5 GiB`-style size for messages.

@@ -226,23 +226,44 @@ fn errors_name_the_model_and_tensor() {
 }
 
 #[test]
-fn batches_cover_every_tensor_in_order_and_never_pair_the_largest_jobs() {
+fn the_runner_takes_every_tensor_in_order_and_large_ones_alone() {
+    use crate::merge::run::{schedule, Unit};
     let models = [qwen("a", 4, 4096, false), qwen("b", 4, 4096, false)];
     let p = plan(SLERP_SLICES, &models, None).unwrap();
+    let embed =
+        |i: usize| p.tensors[i].name.contains("embed") || p.tensors[i].name.contains("lm_head");
+    // a block as large as the largest non-vocabulary tensor: only the vocabulary ones stream
+    let block = (0..p.tensors.len())
+        .filter(|&i| !embed(i))
+        .map(|i| p.tensors[i].numel())
+        .max()
+        .unwrap();
     for threads in [1, 2, 8] {
-        let batches = p.batches(threads);
-        let flat: Vec<usize> = batches.iter().flat_map(|r| r.clone()).collect();
-        assert_eq!(flat, (0..p.tensors.len()).collect::<Vec<_>>());
-        assert!(batches.iter().all(|r| r.len() <= 2 * threads));
-        let big =
-            |i: usize| p.tensors[i].name.contains("embed") || p.tensors[i].name.contains("lm_head");
-        assert!(
-            batches
+        for max_memory in [1u64 << 20, 1 << 40] {
+            let units = schedule(&p, block, threads, max_memory, &|_| true);
+            let flat: Vec<usize> = units
                 .iter()
-                .all(|r| r.clone().filter(|&i| big(i)).count() <= 1),
-            "two vocabulary-sized jobs in one batch"
-        );
-        let largest = p.tensors.iter().map(|t| t.work_bytes()).max().unwrap();
-        assert_eq!(p.peak_memory(threads, 0), largest);
+                .flat_map(|u| match u {
+                    Unit::Batch(r) => r.clone().collect::<Vec<_>>(),
+                    Unit::Streamed(i) | Unit::Whole(i) => vec![*i],
+                })
+                .collect();
+            assert_eq!(flat, (0..p.tensors.len()).collect::<Vec<_>>());
+            for u in &units {
+                match u {
+                    Unit::Batch(r) => {
+                        assert!(r.len() <= 2 * threads);
+                        assert!(
+                            r.clone().all(|i| !embed(i)),
+                            "a vocabulary tensor in a batch"
+                        );
+                        let work: u64 = p.tensors[r.clone()].iter().map(|t| t.work_bytes()).sum();
+                        assert!(r.len() == 1 || work <= max_memory / 2);
+                    }
+                    Unit::Streamed(i) => assert!(embed(*i)),
+                    Unit::Whole(_) => panic!("every tensor is streamable here"),
+                }
+            }
+        }
     }
 }
