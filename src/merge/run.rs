@@ -312,11 +312,14 @@ pub fn run(
     let (ahead, wanted) = std::sync::mpsc::channel::<usize>();
     let units = &units;
     let written = std::thread::scope(|scope| -> Result<u64> {
-        scope.spawn(move || {
-            for u in wanted {
-                prefetch(plan, &units[u], sources);
-            }
-        });
+        // not worth a thread for small merges (a search runs thousands of them)
+        if plan.bytes_read() >= PREFETCH_MIN {
+            scope.spawn(move || {
+                for u in wanted {
+                    prefetch(plan, &units[u], sources);
+                }
+            });
+        }
         let _ = ahead.send(0);
         let mut written = 0u64;
         for (u, unit) in units.iter().enumerate() {
@@ -518,6 +521,9 @@ pub fn estimate_memory(plan: &Plan, opts: &RunOptions, threads: usize) -> u64 {
         .unwrap_or(0)
         + writer_queue_bytes(opts.max_memory).min(plan.bytes_written())
 }
+
+/// Merges reading less than this (bytes) do not prefetch.
+const PREFETCH_MIN: u64 = 256 << 20;
 
 /// Start reading the inputs of `unit` in the background.
 fn prefetch(plan: &Plan, unit: &Unit, sources: &[&dyn TensorSource]) {

@@ -223,7 +223,13 @@ impl ModelDir {
         let bytes = &bytes[range.start * size..range.end * size];
         let first = located.start + (range.start * size) as u64;
         let span = bytes.len() as u64;
+        // Small reads skip the advice: two system calls and re-faulting the pages on the
+        // next read cost more than the few pages they would release (a search re-reads
+        // the same small models thousands of times).
         let advise = |f: &dyn Fn(&Mmap, usize, usize)| {
+            if span < ADVISE_MIN {
+                return;
+            }
             if let Some(mmap) = &self.shards[located.shard].mmap {
                 let (start, len) = page_range(first, span, mmap.len());
                 if len > 0 {
@@ -256,6 +262,9 @@ impl ModelDir {
         let first = located.start + range.start as u64 * size;
         let span = (range.end.saturating_sub(range.start) as u64 * size)
             .min(located.len.saturating_sub(range.start as u64 * size));
+        if span < ADVISE_MIN {
+            return;
+        }
         if let Some(mmap) = &self.shards[located.shard].mmap {
             let (start, len) = page_range(first, span, mmap.len());
             if len > 0 {
@@ -269,6 +278,9 @@ impl ModelDir {
         self.tensors.values().map(|l| l.len).sum()
     }
 }
+
+/// Reads shorter than this (bytes) leave the page cache advice out.
+const ADVISE_MIN: u64 = 1 << 20;
 
 /// The page-aligned span (start, len) covering bytes `start..start + len` of a map of
 /// `map_len` bytes.
