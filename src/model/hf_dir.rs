@@ -223,11 +223,11 @@ impl ModelDir {
         let bytes = &bytes[range.start * size..range.end * size];
         let first = located.start + (range.start * size) as u64;
         let span = bytes.len() as u64;
-        // Small reads skip the advice: two system calls and re-faulting the pages on the
+        // Small tensors skip the advice: two system calls and re-faulting the pages on the
         // next read cost more than the few pages they would release (a search re-reads
-        // the same small models thousands of times).
+        // the same small models thousands of times). Blocks of large tensors get it.
         let advise = |f: &dyn Fn(&Mmap, usize, usize)| {
-            if span < ADVISE_MIN {
+            if located.len < ADVISE_MIN {
                 return;
             }
             if let Some(mmap) = &self.shards[located.shard].mmap {
@@ -262,7 +262,7 @@ impl ModelDir {
         let first = located.start + range.start as u64 * size;
         let span = (range.end.saturating_sub(range.start) as u64 * size)
             .min(located.len.saturating_sub(range.start as u64 * size));
-        if span < ADVISE_MIN {
+        if located.len < ADVISE_MIN {
             return;
         }
         if let Some(mmap) = &self.shards[located.shard].mmap {
@@ -279,7 +279,7 @@ impl ModelDir {
     }
 }
 
-/// Reads shorter than this (bytes) leave the page cache advice out.
+/// Tensors smaller than this (bytes) are read without page cache advice.
 const ADVISE_MIN: u64 = 1 << 20;
 
 /// The page-aligned span (start, len) covering bytes `start..start + len` of a map of
