@@ -586,12 +586,17 @@ fn block_job<'a>(
             .collect(),
         params: &t.params,
         compute_dtype: t.compute_dtype,
-        rng: RngKey {
-            seed: plan.seed,
-            stage: plan.stage.clone(),
-            tensor: t.name.clone(),
-        },
+        rng: rng_key(plan, t),
         compat: plan.compat,
+    }
+}
+
+/// The random stream key of tensor `t`: (seed, stage, tensor).
+fn rng_key(plan: &Plan, t: &TensorPlan) -> RngKey {
+    RngKey {
+        seed: plan.seed,
+        stage: plan.stage.clone(),
+        tensor: t.name.clone(),
     }
 }
 
@@ -688,11 +693,7 @@ fn merge_one(plan: &Plan, t: &TensorPlan, sources: &[&dyn TensorSource]) -> Resu
             .collect(),
         params: &t.params,
         compute_dtype: t.compute_dtype,
-        rng: RngKey {
-            seed: plan.seed,
-            stage: plan.stage.clone(),
-            tensor: t.name.clone(),
-        },
+        rng: rng_key(plan, t),
         compat: plan.compat,
     };
     let out = merge_tensor(plan.method, &job).map_err(|source| Error::Kernel {

@@ -338,18 +338,21 @@ pub fn check_della(density: f64, epsilon: f64) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
+/// Resolved parameters of one tensor: `normalize`, `lambda`, and per model (config order)
+/// its rounded weight and sparsification arguments. Shared by this kernel and its streamed
+/// form (`merge/stream/task_arithmetic.rs`), which passes a job without data.
+pub(crate) struct Settings {
+    pub normalize: bool,
+    pub lambda: f64,
+    pub models: Vec<(f32, SparsifyArgs)>,
+}
+
+pub(crate) fn settings(v: &Variant, job: &TensorJob) -> Result<Settings, Error> {
     let name = v.name;
     let invalid = |message: String| Error::Invalid {
         method: name,
         message,
     };
-    let base = job
-        .base
-        .ok_or_else(|| invalid(format!("tensor {}: needs a base_model tensor", job.name)))?;
-    if job.models.is_empty() {
-        return Ok(base.to_vec());
-    }
     let dtype = job.compute_dtype;
     let normalize = job.global(name, "normalize", bool_value(v.default_normalize))? != 0.0;
     let rescale_on = job.global(name, "rescale", bool_value(v.default_rescale))? != 0.0;
@@ -369,8 +372,6 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
         (true, _, _) => Rescale::L1,
     };
 
-    // Parameters first (cheap, fail fast), then the task vectors of all models in parallel:
-    // each model's mask depends only on its own stream, so this is thread-count independent.
     let mut settings = Vec::with_capacity(job.models.len());
     for i in 0..job.models.len() {
         let density = job.per_model(name, i, "density", Some(1.0))?;
@@ -391,6 +392,33 @@ pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
         };
         settings.push((weight, args));
     }
+    Ok(Settings {
+        normalize,
+        lambda,
+        models: settings,
+    })
+}
+
+pub(super) fn merge(v: &Variant, job: &TensorJob) -> Result<Vec<f32>, Error> {
+    let name = v.name;
+    let invalid = |message: String| Error::Invalid {
+        method: name,
+        message,
+    };
+    let base = job
+        .base
+        .ok_or_else(|| invalid(format!("tensor {}: needs a base_model tensor", job.name)))?;
+    if job.models.is_empty() {
+        return Ok(base.to_vec());
+    }
+    let dtype = job.compute_dtype;
+    // Parameters first (cheap, fail fast), then the task vectors of all models in parallel:
+    // each model's mask depends only on its own stream, so this is thread-count independent.
+    let Settings {
+        normalize,
+        lambda,
+        models: settings,
+    } = settings(v, job)?;
     let weights: Vec<f32> = settings.iter().map(|(w, _)| *w).collect();
     let deltas: Vec<Vec<f32>> = job
         .models

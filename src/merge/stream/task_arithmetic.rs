@@ -8,11 +8,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{base_reader, BlockJob};
-use crate::merge::methods::task_arithmetic::{check_della, Variant};
+use crate::merge::methods::task_arithmetic::{self, Variant};
+use crate::merge::methods::{ModelTensor, TensorJob};
 use crate::merge::ops::{self, floor_count, round64, Bits, Rescale, Sparsifier, CHUNK};
 use crate::merge::rng::Stream;
-use crate::merge::run::Result;
-use crate::merge::Compat;
+use crate::merge::run::{Error, Result};
 use crate::model::DType;
 
 /// Prepared generalized task arithmetic (see `methods/task_arithmetic.rs` for the formula).
@@ -58,10 +58,6 @@ enum Post {
     Inverse(f64),
 }
 
-fn bool_value(b: bool) -> Option<f64> {
-    Some(if b { 1.0 } else { 0.0 })
-}
-
 /// `r(x − b)` for one block: model `i`'s task vector.
 fn task_vector(x: &[f32], b: &[f32], dtype: DType) -> Vec<f32> {
     x.iter().zip(b).map(|(&x, &y)| dtype.round(x - y)).collect()
@@ -78,36 +74,35 @@ pub(super) fn prepare_gta(
     let base = base_reader(job, name)?;
     let dtype = job.compute_dtype;
     let n = job.numel();
-    let normalize = job.global(name, "normalize", bool_value(v.default_normalize))? != 0.0;
-    let rescale_on = job.global(name, "rescale", bool_value(v.default_rescale))? != 0.0;
-    let lambda = match job.compat {
-        Compat::Mergekit => job.global(name, "lambda", Some(1.0))?,
-        Compat::Mergekit2024 if v.sparsifier == Some(DellaMagprune) => job.per_model(
-            name,
-            0,
-            "lambda",
-            job.params.get("lambda").copied().or(Some(1.0)),
-        )?,
-        Compat::Mergekit2024 => 1.0,
+    // The whole-tensor kernel's parameter resolution, on a job without data.
+    let params_only = TensorJob {
+        name: job.name,
+        shape: job.shape,
+        base: None,
+        models: job
+            .models
+            .iter()
+            .map(|(_, params)| ModelTensor { data: &[], params })
+            .collect(),
+        params: job.params,
+        compute_dtype: dtype,
+        rng: job.rng.clone(),
+        compat: job.compat,
     };
-    let rescale = match (rescale_on, job.compat, v.sparsifier) {
-        (false, _, _) => Rescale::None,
-        (true, Compat::Mergekit2024, Some(Random | DellaMagprune)) => Rescale::InverseProbability,
-        (true, _, _) => Rescale::L1,
-    };
-    let mut settings = Vec::with_capacity(job.models.len());
-    for i in 0..job.models.len() {
-        let density = job.per_model(name, i, "density", Some(1.0))?;
-        let gamma = job.per_model(name, i, "gamma", Some(0.01))?;
-        let epsilon = job.per_model(name, i, "epsilon", Some(0.15))?;
-        if v.sparsifier == Some(DellaMagprune) {
-            check_della(density, epsilon).map_err(|m| {
-                job.kernel_error(name, format!("tensor {}: model #{}: {m}", job.name, i + 1))
-            })?;
-        }
-        let weight = dtype.round(job.per_model(name, i, "weight", None)? as f32);
-        settings.push((weight, density, gamma, epsilon));
-    }
+    let settings = task_arithmetic::settings(v, &params_only).map_err(|source| Error::Kernel {
+        tensor: job.name.to_string(),
+        source,
+    })?;
+    let (normalize, lambda) = (settings.normalize, settings.lambda);
+    let rescale = settings
+        .models
+        .first()
+        .map_or(Rescale::None, |(_, a)| a.rescale);
+    let settings: Vec<(f32, f64, f64, f64)> = settings
+        .models
+        .iter()
+        .map(|(w, a)| (*w, a.density, a.gamma, a.epsilon))
+        .collect();
     let weights: Vec<f32> = settings.iter().map(|s| s.0).collect();
 
     let mask_of = |i: usize| -> Result<ModelMask> {
