@@ -77,7 +77,10 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let max_memory = parse_size(&args.max_memory)
         .map_err(|e| anyhow::anyhow!("--max-memory {}: {e}", args.max_memory))?;
     if max_memory < 64_000_000 {
-        bail!("--max-memory {}: at least 64M is needed", args.max_memory);
+        bail!(
+            "--max-memory {}: too small; give at least 64M (e.g. --max-memory 1G)",
+            args.max_memory
+        );
     }
     let stages_dir = args.stages_dir.clone().unwrap_or_else(|| {
         let mut s = args.out.clone().into_os_string();

@@ -301,7 +301,7 @@ pub fn run(
     let estimate = estimate_memory(plan, opts, threads);
     if estimate > opts.max_memory {
         tracing::warn!(
-            "stage `{}`: its largest tensor needs about {} of working memory, more than --max-memory {}",
+            "stage `{}`: its largest tensor needs about {} of working memory, more than --max-memory {}; the merge goes on and may use that much (raise --max-memory to silence this, or free memory)",
             plan.stage,
             crate::plan::human_bytes(estimate),
             crate::plan::human_bytes(opts.max_memory)
