@@ -346,7 +346,7 @@ fn a_failing_kernel_leaves_no_output_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let map = two_models(tmp.path());
     let recipe = tmp.path().join("r.yaml");
-    // density + epsilon >= 1 is refused by DELLA only when it runs, after writing started.
+    // density + epsilon >= 1 is refused when the recipe is planned, before anything is written.
     std::fs::write(&recipe, "merge_method: della\nbase_model: org/a\nparameters: {density: 0.95, epsilon: 0.1, weight: 1.0}\nmodels:\n  - model: org/b\n").unwrap();
     let out = tmp.path().join("out");
     let (ok, _, err) = lamarck(&[
@@ -359,7 +359,7 @@ fn a_failing_kernel_leaves_no_output_behind() {
     ]);
     assert!(!ok);
     assert!(
-        err.contains("epsilon") && err.contains("merging `"),
+        err.contains("density ± epsilon") && err.contains("tensor `"),
         "{err}"
     );
     let left: Vec<_> = std::fs::read_dir(tmp.path())

@@ -79,9 +79,8 @@ fn memory_sink_equals_the_written_folder() {
 
 #[test]
 fn a_multi_stage_recipe_materializes_in_memory_as_on_disk() {
-    use lamarck::merge::run::materialize;
     use lamarck::model::ModelMap;
-    use lamarck::plan::{plan_recipe, RecipeOptions};
+    use lamarck::search::materialize::Materializer;
     let tmp = tempfile::tempdir().unwrap();
     write_model(&tmp.path().join("a"), Shape::tiny(4), 1, None, 0.0);
     write_model(&tmp.path().join("b"), Shape::tiny(4), 1, Some(2), 0.05);
@@ -108,24 +107,13 @@ fn a_multi_stage_recipe_materializes_in_memory_as_on_disk() {
     ]);
     assert!(ok, "{err}");
 
+    // The search's in-memory store, through the same executor as `lamarck merge`.
     let recipe = Recipe::parse(text, &recipe_path, None).unwrap();
     let model_map = ModelMap::load(&map).unwrap();
-    let opts = RecipeOptions {
-        map: Some(&model_map),
-        headers_only: false,
-        seed: None,
-        default_seed: 42,
-    };
-    let planned = plan_recipe(&recipe, recipe.output_stage(None).unwrap(), &opts).unwrap();
-    let sink = materialize(
-        &planned,
-        &RunOptions {
-            threads: 1,
-            progress: false,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let mut mat = Materializer::new(Some(model_map), 1 << 30, 1, None);
+    let done = mat.materialize(&recipe).unwrap();
+    assert_eq!((done.stages_run, done.stages_reused), (2, 0));
+    let sink = &done.output.tensors;
     let written = read_tensors(&out);
     assert_eq!(sink.tensors.len(), written.len());
     for (name, (shape, _, data)) in &sink.tensors {

@@ -1,14 +1,19 @@
 //! `lamarck merge`: recipe → stages in dependency order → plans → model folders.
 //!
-//! Every stage is planned (and every input opened and validated) before anything is
-//! written, so a broken later stage or a corrupt input fails fast and leaves nothing
-//! behind. `--dry-run` stops after planning and prints the plans.
-use std::collections::btree_map::Entry;
+//! Every stage is planned (and every input opened and every parameter value validated)
+//! before anything is written, so a broken later stage, a bad value or a corrupt input
+//! fails fast and leaves nothing behind. `--dry-run` stops after planning and prints the
+//! plans, which stages would be reused and why. Stages run through the one executor
+//! (`merge::exec`); `--out` and the stages folder are locked while a merge writes them.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
 
+use crate::merge::exec::{
+    execute, folder_fingerprint, identities, Input, StageIdentity, StageStore, STAGE_RECORD,
+};
+use crate::merge::lock::{lock_path_beside, remove_temp_folders, temp_folders, DirLock};
 use crate::merge::run::{estimate_memory, write_folder, FolderFiles, RunOptions};
 use crate::merge::Compat;
 use crate::model::writer::parse_size;
@@ -68,6 +73,8 @@ fn parse_compat(s: &str) -> Result<Compat, String> {
         .ok_or_else(|| format!("unknown profile `{s}`; use `mergekit` or `mergekit-2024`"))
 }
 
+// the closure returns the merge module's (large, cold) error type
+#[allow(clippy::result_large_err)]
 pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let recipe = Recipe::load(&args.recipe, args.compat)?;
     let target = recipe.output_stage(args.stage.as_deref())?;
@@ -92,9 +99,12 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         headers_only: args.dry_run,
         seed: args.seed,
         default_seed: DEFAULT_SEED,
+        opened: None,
     };
-    // Every stage is planned and every input validated before anything is written.
-    let mut planned = plan_recipe(&recipe, target, &opts)?;
+    // Every stage is planned, every parameter value checked and every input validated
+    // before anything is written.
+    let planned = plan_recipe(&recipe, target, &opts)?;
+    let ids = identities(&recipe, &planned, &mut |_, dir| folder_fingerprint(dir))?;
     let out_of = |i: usize| {
         if i == target {
             args.out.clone()
@@ -102,15 +112,6 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             stages_dir.join(recipe.stage_name(i))
         }
     };
-    let reuse: Vec<bool> = planned
-        .stages
-        .iter()
-        .map(|p| {
-            p.index != target
-                && !args.no_reuse
-                && reusable(&out_of(p.index), &recipe.stages[p.index], args.seed)
-        })
-        .collect();
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -122,7 +123,15 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             max_memory,
             ..RunOptions::default()
         };
-        print_dry_run(&recipe, &planned.stages, &out_of, &reuse, &run_opts);
+        let reuse: Vec<Result<(), String>> = planned
+            .stages
+            .iter()
+            .zip(&ids)
+            .map(|(p, id)| reuse_decision(&out_of(p.index), id, p.index == target, args.no_reuse))
+            .collect();
+        print_dry_run(&recipe, &planned.stages, &ids, &out_of, &reuse, &run_opts);
+        let folders: Vec<PathBuf> = planned.stages.iter().map(|p| out_of(p.index)).collect();
+        print_temp_folders(&folders);
         return Ok(());
     }
     if args.out.exists() && !args.force {
@@ -131,15 +140,69 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             args.out.display()
         );
     }
-    let run_opts = RunOptions {
-        threads: args.threads,
-        progress: true,
-        max_memory,
-        ..RunOptions::default()
+    // Lock --out (and the stages folder), then clear what crashed runs left there.
+    let mut locks = Vec::new();
+    let mut locked = vec![args.out.clone()];
+    if planned.stages.len() > 1 {
+        locked.push(stages_dir.clone());
+    }
+    for path in &locked {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let what = format!("lamarck merge {}", args.recipe.display());
+        locks.push(DirLock::acquire(path, &lock_path_beside(path), &what)?);
+    }
+    for p in &planned.stages {
+        for gone in remove_temp_folders(&out_of(p.index))? {
+            eprintln!(
+                "removed {}, left by a merge that did not finish",
+                gone.display()
+            );
+        }
+    }
+    let mut store = DiskStore {
+        recipe: &recipe,
+        target,
+        out_of: &out_of,
+        no_reuse: args.no_reuse,
+        write: WriteOptions {
+            shard_size,
+            force: args.force,
+        },
+        run_opts: RunOptions {
+            threads: args.threads,
+            progress: true,
+            max_memory,
+            ..RunOptions::default()
+        },
     };
-    for (n, p) in planned.stages.iter().enumerate() {
-        let out = out_of(p.index);
-        let plan = &p.plan;
+    execute(&planned, &ids, &mut store)?;
+    drop(locks);
+    Ok(())
+}
+
+/// Stage outputs in folders: `--out` for the output stage, `<stages-dir>/<name>` for the
+/// others, each recording its identity ([`STAGE_RECORD`]) for the next run.
+struct DiskStore<'a> {
+    recipe: &'a Recipe,
+    target: usize,
+    out_of: &'a dyn Fn(usize) -> PathBuf,
+    no_reuse: bool,
+    write: WriteOptions,
+    run_opts: RunOptions,
+}
+
+impl StageStore for DiskStore<'_> {
+    type Output = ModelDir;
+
+    fn reuse(
+        &mut self,
+        stage: &PlannedStage,
+        id: &StageIdentity,
+    ) -> crate::merge::run::Result<Option<ModelDir>> {
+        let plan = &stage.plan;
         eprintln!(
             "stage `{}` ({}): seed {}, compat {}",
             plan.stage,
@@ -147,54 +210,61 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             plan.seed,
             plan.compat.name()
         );
-        if reuse[n] {
-            eprintln!(
-                "  reusing complete output {} (--no-reuse to rebuild)",
-                out.display()
-            );
-            continue;
-        }
-        // Stage outputs this stage reads were written by earlier iterations: open them now.
-        for input in &p.inputs {
-            if let StageInput::Stage(d) = input {
-                let path = out_of(*d);
-                if let Entry::Vacant(slot) = planned.opened.entry(path) {
-                    let dir = ModelDir::open(slot.key()).with_context(|| {
-                        format!("opening the output of stage `{}`", recipe.stage_name(*d))
-                    })?;
-                    slot.insert(dir);
+        let out = (self.out_of)(stage.index);
+        match reuse_decision(&out, id, stage.index == self.target, self.no_reuse) {
+            Ok(()) => {
+                eprintln!(
+                    "  reusing complete output {} (stage hash {}; --no-reuse to rebuild)",
+                    out.display(),
+                    &id.key[..12]
+                );
+                Ok(Some(ModelDir::open(&out)?))
+            }
+            Err(why) => {
+                if stage.index != self.target && out.exists() {
+                    eprintln!("  rebuilding {}: {why}", out.display());
                 }
+                Ok(None)
             }
         }
-        let paths: Vec<PathBuf> = p
-            .inputs
+    }
+
+    fn build(
+        &mut self,
+        stage: &PlannedStage,
+        id: &StageIdentity,
+        inputs: &[Input<'_, ModelDir>],
+    ) -> crate::merge::run::Result<ModelDir> {
+        let plan = &stage.plan;
+        let out = (self.out_of)(stage.index);
+        let models: Vec<&ModelDir> = inputs
             .iter()
             .map(|i| match i {
-                StageInput::Folder(path) => path.clone(),
-                StageInput::Stage(d) => out_of(*d),
+                Input::Folder(d) => *d,
+                Input::Stage(d) => *d,
             })
             .collect();
-        let models: Vec<&ModelDir> = paths.iter().map(|path| &planned.opened[path]).collect();
         let hub_ids = plan
             .models
             .iter()
-            .zip(&p.inputs)
+            .zip(&stage.inputs)
             .filter(|(r, input)| matches!(input, StageInput::Folder(_)) && looks_like_hub_id(r))
             .map(|(r, _)| r.split('@').next().unwrap_or(r).to_string())
             .collect();
+        let is_target = stage.index == self.target;
         let files = FolderFiles {
             plan,
             models: &models,
-            recipe_text: &recipe.stages[p.index].text,
+            recipe_text: &self.recipe.stages[stage.index].text,
             hub_ids,
+            record: (!is_target).then_some(id),
         };
         // Intermediate stage folders are ours to replace; --out needs --force.
         let write = WriteOptions {
-            shard_size,
-            force: args.force || p.index != target,
+            force: self.write.force || !is_target,
+            ..self.write
         };
-        let (path, stats) = write_folder(&files, &out, write, &run_opts)
-            .with_context(|| format!("stage `{}`", plan.stage))?;
+        let (path, stats) = write_folder(&files, &out, write, &self.run_opts)?;
         eprintln!(
             "  wrote {} ({} tensors, {}, {:.1}s)",
             path.display(),
@@ -202,31 +272,71 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             human_bytes(stats.bytes_written),
             stats.seconds
         );
+        // Later stages read it; the output stage's folder is not read again.
+        Ok(match is_target {
+            true => ModelDir::open_headers(&path)?,
+            false => ModelDir::open(&path)?,
+        })
     }
-    Ok(())
 }
 
-/// A complete earlier output of the same stage text (and seed) can be reused.
-fn reusable(out: &Path, stage: &crate::recipe::Stage, seed: Option<u64>) -> bool {
+/// Whether the folder `out` holds this stage's output: complete, and recorded under the
+/// same stage hash. `Err` says why not.
+fn reuse_decision(
+    out: &Path,
+    id: &StageIdentity,
+    is_target: bool,
+    no_reuse: bool,
+) -> Result<(), String> {
+    if is_target {
+        return Err("the output stage is always written".into());
+    }
+    if no_reuse {
+        return Err("--no-reuse".into());
+    }
     let complete = out.join("config.json").is_file()
         && (out.join("model.safetensors").is_file()
             || out.join("model.safetensors.index.json").is_file());
     if !complete {
-        return false;
+        return Err(format!("no complete output at {}", out.display()));
     }
-    let same_recipe =
-        std::fs::read_to_string(out.join("mergekit_config.yml")).is_ok_and(|t| t == stage.text);
-    let seed = seed.or(stage.seed).unwrap_or(DEFAULT_SEED);
-    let card = std::fs::read_to_string(out.join("README.md")).unwrap_or_default();
-    let same_run = card.contains(&format!("- Seed: {seed}\n"))
-        && card.contains(&format!("profile: `{}`", stage.compat.name()));
-    if !(same_recipe && same_run) {
-        tracing::warn!(
-            "{} holds an output of a different recipe, seed or profile; rebuilding it",
+    let Some(old) = StageIdentity::read(out) else {
+        return Err(format!(
+            "{} has no {STAGE_RECORD} (made by an older lamarck or by hand)",
             out.display()
-        );
+        ));
+    };
+    let why = id.differences(&old);
+    match why.is_empty() {
+        true => Ok(()),
+        false => Err(why.join("; ")),
     }
-    same_recipe && same_run
+}
+
+/// `--dry-run`: temporary folders that crashed merges left beside the outputs (removed by
+/// the next real run), or that a running merge is writing.
+fn print_temp_folders(folders: &[PathBuf]) {
+    for folder in folders {
+        let temps = temp_folders(folder);
+        if temps.is_empty() {
+            continue;
+        }
+        let lock = lock_path_beside(folder);
+        let holder = DirLock::held_by(&lock);
+        for t in temps {
+            match holder {
+                Some(pid) => println!(
+                    "temporary folder {} is being written by {}",
+                    t.display(),
+                    pid.map_or("another process".into(), |p| format!("process {p}"))
+                ),
+                None => println!(
+                    "stale temporary folder {} (a merge that did not finish); the next merge removes it",
+                    t.display()
+                ),
+            }
+        }
+    }
 }
 
 fn looks_like_hub_id(reference: &str) -> bool {
@@ -247,8 +357,9 @@ fn looks_like_hub_id(reference: &str) -> bool {
 fn print_dry_run(
     recipe: &Recipe,
     planned: &[PlannedStage],
+    ids: &[StageIdentity],
     out_of: &dyn Fn(usize) -> PathBuf,
-    reuse: &[bool],
+    reuse: &[Result<(), String>],
     opts: &RunOptions,
 ) {
     let threads = opts.threads;
@@ -269,12 +380,12 @@ fn print_dry_run(
             plan.seed,
             plan.compat.name()
         );
-        let reused = if reuse[n] {
-            " (complete; will be reused)"
-        } else {
-            ""
-        };
-        println!("  output: {}{reused}", out_of(p.index).display());
+        println!("  output: {}", out_of(p.index).display());
+        println!("  stage hash: {}", ids[n].key);
+        match &reuse[n] {
+            Ok(()) => println!("  reuse: yes (complete, recorded under the same stage hash)"),
+            Err(why) => println!("  reuse: no, will be built ({why})"),
+        }
         println!("  inputs:");
         for (r, input) in plan.models.iter().zip(&p.inputs) {
             match input {

@@ -1,11 +1,16 @@
 //! Merge kernels ([`methods`]), shared math ([`ops`]), seeded randomness ([`rng`]),
-//! compatibility profiles ([`compat`]) and the runner that executes a plan.
-pub mod compat;
+//! and the runner that executes a plan. The method registry and compatibility profiles
+//! they read are [`crate::registry`].
+pub mod exec;
+pub mod folder;
+pub mod lock;
 pub mod methods;
 pub mod ops;
 pub mod rng;
 pub mod run;
+pub mod sink;
 pub mod stream;
+mod tensor;
 
-pub use compat::Compat;
+pub use crate::registry::Compat;
 pub use methods::{lookup, MethodSpec, ParamSpec, Params, TensorJob};

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use super::error::{Error, Result};
 use super::resolve;
 use super::{vocab, InputModel, ModelInput, Plan, TensorInput, TensorPlan};
-use crate::merge::methods::BaseUse;
-use crate::merge::{Compat, ParamSpec};
 use crate::model::vocab::OutputVocab;
 use crate::model::{Architecture, DType, WeightInfo};
 use crate::recipe::{ParamSet, Stage, TokenizerSource};
+use crate::registry::{BaseUse, Compat, ParamSpec, Params};
 
 /// Methods of the generalized task arithmetic family: embeddings are cut to the base's shape.
 const GTA: &[&str] = &[
@@ -371,6 +370,23 @@ fn tensor(
         })?;
         models.push(ModelInput { input, params });
     }
+    // Every value checked now, before any byte is written (DELLA's density ± epsilon, ...).
+    let per_model: Vec<&Params> = models.iter().map(|m| &m.params).collect();
+    method
+        .validate_params(ctx.stage.compat, &global, &per_model)
+        .map_err(|e| {
+            let refs: Vec<&str> = slice
+                .sources
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != base_pos)
+                .map(|(_, s)| ctx.reference(s.model))
+                .collect();
+            ctx.invalid(format!(
+                "tensor `{out}`: {e} (models in config order: {}); fix the value in the recipe",
+                refs.join(", ")
+            ))
+        })?;
     // mergekit 0.1.5 promotes the inputs' dtypes (torch.promote_types): one dtype stays,
     // any mix (bf16 + f16, anything + f32) computes and writes float32
     let mut dtypes = base

@@ -20,9 +20,9 @@ pub use build::build;
 pub use error::{Error, Result};
 pub use recipe::{plan_recipe, PlannedStage, RecipeOptions, RecipePlan, StageInput};
 
-use crate::merge::{Compat, MethodSpec, Params};
 use crate::model::vocab::{OutputVocab, Vocabulary};
 use crate::model::{DType, HfConfig, ModelDir, TensorInfo};
+use crate::registry::{Compat, MethodSpec, Params};
 
 /// What the planner needs to know about one input model: its config and tensor headers.
 #[derive(Debug, Clone)]
@@ -261,4 +261,4 @@ impl InputModel {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

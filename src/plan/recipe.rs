@@ -6,6 +6,7 @@
 //! stage runs. `lamarck merge` and the search's in-memory materialization both start here.
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::error::{Error, Result};
 use super::{build, InputModel, Plan};
@@ -21,6 +22,9 @@ pub struct RecipeOptions<'a> {
     /// `--seed`; beats each stage's `seed:`; `default_seed` applies when neither is given.
     pub seed: Option<u64>,
     pub default_seed: u64,
+    /// Folders opened earlier (the search plans every candidate): used instead of opening
+    /// them again.
+    pub opened: Option<&'a BTreeMap<PathBuf, Arc<ModelDir>>>,
 }
 
 /// Where one model of a planned stage comes from.
@@ -49,7 +53,7 @@ pub struct PlannedStage {
 pub struct RecipePlan {
     pub stages: Vec<PlannedStage>,
     /// Every external folder, opened (validated) once.
-    pub opened: BTreeMap<PathBuf, ModelDir>,
+    pub opened: BTreeMap<PathBuf, Arc<ModelDir>>,
 }
 
 impl RecipePlan {
@@ -94,12 +98,14 @@ pub fn plan_recipe(recipe: &Recipe, target: usize, opts: &RecipeOptions) -> Resu
             };
             let path = resolve_model(reference, opts.map).map_err(model_err)?;
             if !out.opened.contains_key(&path) {
-                let dir = if opts.headers_only {
-                    ModelDir::open_headers(&path)
-                } else {
-                    ModelDir::open(&path)
+                let dir = match opts.opened.and_then(|o| o.get(&path)) {
+                    Some(dir) => dir.clone(),
+                    None if opts.headers_only => {
+                        Arc::new(ModelDir::open_headers(&path).map_err(model_err)?)
+                    }
+                    None => Arc::new(ModelDir::open(&path).map_err(model_err)?),
                 };
-                out.opened.insert(path.clone(), dir.map_err(model_err)?);
+                out.opened.insert(path.clone(), dir);
             }
             models.push(InputModel::from_dir(reference, &out.opened[&path]));
             inputs.push(StageInput::Folder(path));

@@ -1,8 +1,8 @@
 //! Parameter precedence (mergekit-spec §2.4): source → slice → top level → default.
 //! Global parameters skip the source level and are matched against the output tensor
 //! name; per-model parameters are matched against the source's input tensor name.
-use crate::merge::{ParamSpec, Params};
 use crate::recipe::ParamSet;
+use crate::registry::{ParamSpec, Params};
 
 /// The first level that yields a value, else the default.
 fn first(levels: &[&ParamSet], name: &str, tensor: &str, t: f64, spec: &ParamSpec) -> Option<f64> {

@@ -3,12 +3,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{build, InputModel, Plan};
-use crate::merge::Compat;
 use crate::model::{Architecture, DType, HfConfig, TensorInfo};
 use crate::recipe::Recipe;
+use crate::registry::Compat;
 
 /// A Qwen2-layout model's headers: `layers` layers, hidden 8, vocab `vocab`, `lm_head` unless tied.
-fn qwen(reference: &str, layers: usize, vocab: usize, tied: bool) -> InputModel {
+pub(crate) fn qwen(reference: &str, layers: usize, vocab: usize, tied: bool) -> InputModel {
     let config = HfConfig::from_json_str(&format!(
         r#"{{"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "num_hidden_layers": {layers},
             "hidden_size": 8, "tie_word_embeddings": {tied}, "torch_dtype": "bfloat16"}}"#
@@ -56,7 +56,11 @@ fn qwen(reference: &str, layers: usize, vocab: usize, tied: bool) -> InputModel 
     }
 }
 
-fn plan(yaml: &str, models: &[InputModel], compat: Option<Compat>) -> Result<Plan, String> {
+pub(crate) fn plan(
+    yaml: &str,
+    models: &[InputModel],
+    compat: Option<Compat>,
+) -> Result<Plan, String> {
     let recipe = Recipe::parse(yaml, Path::new("t.yaml"), compat).map_err(|e| e.to_string())?;
     let stage = &recipe.stages[0];
     let inputs: Vec<InputModel> = stage
@@ -68,7 +72,7 @@ fn plan(yaml: &str, models: &[InputModel], compat: Option<Compat>) -> Result<Pla
     build(stage, "s", arch, &inputs, 1).map_err(|e| e.to_string())
 }
 
-const SLERP_SLICES: &str = "merge_method: slerp\nbase_model: a\nparameters:\n  t: [0, 1]\nslices:\n  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [2, 4]}]\n  - sources: [{model: a, layer_range: [1, 4]}, {model: b, layer_range: [0, 3]}]\n";
+pub(crate) const SLERP_SLICES: &str = "merge_method: slerp\nbase_model: a\nparameters:\n  t: [0, 1]\nslices:\n  - sources: [{model: a, layer_range: [0, 2]}, {model: b, layer_range: [2, 4]}]\n  - sources: [{model: a, layer_range: [1, 4]}, {model: b, layer_range: [0, 3]}]\n";
 
 #[test]
 fn layers_are_renumbered_and_gradients_restart_per_slice() {
@@ -223,47 +227,4 @@ fn errors_name_the_model_and_tensor() {
         err.contains("slices[0]: passthrough") && err.contains("got 2"),
         "{err}"
     );
-}
-
-#[test]
-fn the_runner_takes_every_tensor_in_order_and_large_ones_alone() {
-    use crate::merge::run::{schedule, Unit};
-    let models = [qwen("a", 4, 4096, false), qwen("b", 4, 4096, false)];
-    let p = plan(SLERP_SLICES, &models, None).unwrap();
-    let embed =
-        |i: usize| p.tensors[i].name.contains("embed") || p.tensors[i].name.contains("lm_head");
-    // a block as large as the largest non-vocabulary tensor: only the vocabulary ones stream
-    let block = (0..p.tensors.len())
-        .filter(|&i| !embed(i))
-        .map(|i| p.tensors[i].numel())
-        .max()
-        .unwrap();
-    for threads in [1, 2, 8] {
-        for max_memory in [1u64 << 20, 1 << 40] {
-            let units = schedule(&p, block, threads, max_memory, &|_| true);
-            let flat: Vec<usize> = units
-                .iter()
-                .flat_map(|u| match u {
-                    Unit::Batch(r) => r.clone().collect::<Vec<_>>(),
-                    Unit::Streamed(i) | Unit::Whole(i) => vec![*i],
-                })
-                .collect();
-            assert_eq!(flat, (0..p.tensors.len()).collect::<Vec<_>>());
-            for u in &units {
-                match u {
-                    Unit::Batch(r) => {
-                        assert!(r.len() <= 2 * threads);
-                        assert!(
-                            r.clone().all(|i| !embed(i)),
-                            "a vocabulary tensor in a batch"
-                        );
-                        let work: u64 = p.tensors[r.clone()].iter().map(|t| t.work_bytes()).sum();
-                        assert!(r.len() == 1 || work <= max_memory / 2);
-                    }
-                    Unit::Streamed(i) => assert!(embed(*i)),
-                    Unit::Whole(_) => panic!("every tensor is streamable here"),
-                }
-            }
-        }
-    }
 }

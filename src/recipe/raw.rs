@@ -10,8 +10,8 @@ use serde_yaml_ng::{Mapping, Value};
 use super::error::{closest, Error, Location, Result};
 use super::param::{ParamSet, ParamValue};
 use super::types::{Slice, Source, Stage, TokenizerSource};
-use crate::merge::{lookup, methods::METHODS, Compat, MethodSpec, ParamSpec};
 use crate::model::DType;
+use crate::registry::{lookup, Compat, MethodSpec, ParamSpec, METHODS};
 
 /// Keys a document may have (ours: `seed`, `compat`).
 const TOP_KEYS: &[&str] = &[

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::error::{closest, Error, Result};
 use super::raw::{parse_stage, Ctx};
 use super::types::Stage;
-use crate::merge::Compat;
+use crate::registry::Compat;
 
 /// A parsed recipe file: its stages in file order.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The validated recipe: what one document of a recipe means once parsed ([`Stage`]),
 //! independent of YAML. The planner reads only these types.
 use super::param::ParamSet;
-use crate::merge::{Compat, MethodSpec};
 use crate::model::DType;
+use crate::registry::{Compat, MethodSpec};
 
 /// Where the output tokenizer comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,8 @@
-//! Candidates in memory: a recipe's stages run through the merge runner into
-//! [`MemorySink`]s, each stage output cached under a content hash of (the stage's rendered
-//! document, its name, seed, compat profile, the hashes of its inputs), so a candidate that
-//! changes only the last stage's genes reuses every earlier stage.
+//! Candidates in memory: a recipe's stages run through the one multi-stage executor
+//! ([`crate::merge::exec`]) into [`MemorySink`]s, each stage output cached under its stage
+//! hash (the stage's rendered document, its name, seed, compat profile, lamarck's kernel
+//! version and the identities of its inputs), so a candidate that changes only the last
+//! stage's genes reuses every earlier stage.
 //!
 //! The merged weights' hash ([`hash_memory`] / [`hash_dir`]) is the same for the in-memory
 //! candidate and for the folder `lamarck merge` writes from the exported recipe.
@@ -13,10 +14,13 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::{Error, Result};
-use crate::merge::run::{run, MemorySink, RunOptions, TensorSource};
+use crate::merge::exec::{
+    execute, folder_fingerprint, hex, identities, Input, StageIdentity, StageStore,
+};
+use crate::merge::run::{run, MemorySink, Result as MergeResult, RunOptions, TensorSource};
 use crate::model::writer::f32_to_bytes;
-use crate::model::{resolve_model, Architecture, HfConfig, ModelDir, ModelMap, TensorInfo};
-use crate::plan::{self, InputModel, Plan, TokenizerOrigin};
+use crate::model::{resolve_model, Architecture, HfConfig, ModelDir, ModelMap};
+use crate::plan::{plan_recipe, InputModel, Plan, PlannedStage, RecipeOptions, TokenizerOrigin};
 use crate::recipe::Recipe;
 
 /// The seed `lamarck merge` uses when neither `--seed` nor the recipe gives one.
@@ -37,27 +41,17 @@ pub struct StageOutput {
     pub bytes: u64,
 }
 
-impl StageOutput {
-    fn input_model(&self, reference: &str) -> InputModel {
-        let tensors = self
-            .tensors
-            .tensors
-            .iter()
-            .map(|(name, (shape, dtype, _))| {
-                let info = TensorInfo {
-                    name: name.clone(),
-                    dtype: *dtype,
-                    shape: shape.clone(),
-                };
-                (name.clone(), info)
-            })
-            .collect();
-        InputModel {
-            reference: reference.to_string(),
-            config: self.config.clone(),
-            tensors,
-            tokenizer: self.tokenizer.clone(),
-        }
+/// A stage output held in memory can feed the next stage.
+impl TensorSource for StageOutput {
+    fn read_f32(&self, name: &str) -> std::result::Result<Vec<f32>, crate::model::Error> {
+        self.tensors.read_f32(name)
+    }
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: std::ops::Range<usize>,
+    ) -> std::result::Result<Vec<f32>, crate::model::Error> {
+        self.tensors.read_f32_range(name, range)
     }
 }
 
@@ -72,22 +66,119 @@ pub struct Materialized {
     pub seconds: f64,
 }
 
-enum Held {
-    Dir(Arc<ModelDir>),
-    Mem(Arc<StageOutput>),
+/// Stage outputs kept within a byte budget, least recently used first out.
+struct StageCache {
+    entries: Vec<(Arc<StageOutput>, u64)>,
+    limit: u64,
+    tick: u64,
 }
 
-/// Runs recipes into memory, keeping stage outputs within a byte budget (least recently
-/// used first out).
+impl StageCache {
+    fn bytes(&self) -> u64 {
+        self.entries.iter().map(|(o, _)| o.bytes).sum()
+    }
+
+    fn lookup(&mut self, key: &str) -> Option<Arc<StageOutput>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.entries
+            .iter_mut()
+            .find(|(o, _)| o.key == key)
+            .map(|(o, t)| {
+                *t = tick;
+                o.clone()
+            })
+    }
+
+    fn store(&mut self, out: Arc<StageOutput>) {
+        self.tick += 1;
+        if out.bytes > self.limit {
+            return;
+        }
+        self.entries.push((out, self.tick));
+        while self.bytes() > self.limit {
+            let oldest = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(i, _)| i);
+            match oldest {
+                Some(i) => {
+                    self.entries.remove(i);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
+/// Runs recipes into memory through the one executor ([`crate::merge::exec`]), keeping
+/// stage outputs in a cache keyed by stage hash.
 pub struct Materializer {
     map: Option<ModelMap>,
     opened: BTreeMap<PathBuf, Arc<ModelDir>>,
-    cache: Vec<(Arc<StageOutput>, u64)>,
-    cache_limit: u64,
-    tick: u64,
+    /// Fingerprint of each opened input folder (computed once per run).
+    fingerprints: BTreeMap<PathBuf, String>,
+    cache: StageCache,
     pub threads: usize,
     /// Overrides every stage's seed (the search file's `merge_seed`).
     pub merge_seed: Option<u64>,
+}
+
+/// The in-memory [`StageStore`]: the stage cache, and the runner into [`MemorySink`]s.
+struct MemoryStore<'a> {
+    cache: &'a mut StageCache,
+    threads: usize,
+}
+
+impl StageStore for MemoryStore<'_> {
+    type Output = Arc<StageOutput>;
+
+    fn reuse(
+        &mut self,
+        _stage: &PlannedStage,
+        id: &StageIdentity,
+    ) -> MergeResult<Option<Arc<StageOutput>>> {
+        Ok(self.cache.lookup(&id.key))
+    }
+
+    fn build(
+        &mut self,
+        stage: &PlannedStage,
+        id: &StageIdentity,
+        inputs: &[Input<'_, Arc<StageOutput>>],
+    ) -> MergeResult<Arc<StageOutput>> {
+        let plan = &stage.plan;
+        let sources: Vec<&dyn TensorSource> = inputs.iter().map(|i| i.source()).collect();
+        let mut sink = MemorySink::default();
+        let opts = RunOptions {
+            threads: self.threads,
+            progress: false,
+            ..RunOptions::default()
+        };
+        // The runner logs every stage at info level; a search merges thousands of them.
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            run(plan, &sources, &mut sink, &opts)
+        })?;
+        let out = Arc::new(StageOutput {
+            key: id.key.clone(),
+            bytes: sink
+                .tensors
+                .values()
+                .map(|(_, _, d)| d.len() as u64 * 4)
+                .sum(),
+            config: stage.output_config.clone(),
+            tokenizer: plan.output_tokenizer.clone(),
+            tokenizer_dir: match &inputs[plan.tokenizer_donor] {
+                Input::Folder(d) => d.path.clone(),
+                Input::Stage(m) => m.tokenizer_dir.clone(),
+            },
+            tensors: sink,
+        });
+        self.cache.store(out.clone());
+        Ok(out)
+    }
 }
 
 impl Materializer {
@@ -100,9 +191,12 @@ impl Materializer {
         Materializer {
             map,
             opened: BTreeMap::new(),
-            cache: Vec::new(),
-            cache_limit,
-            tick: 0,
+            fingerprints: BTreeMap::new(),
+            cache: StageCache {
+                entries: Vec::new(),
+                limit: cache_limit,
+                tick: 0,
+            },
             threads,
             merge_seed,
         }
@@ -126,150 +220,47 @@ impl Materializer {
 
     /// Bytes held by the stage cache.
     pub fn cached_bytes(&self) -> u64 {
-        self.cache.iter().map(|(o, _)| o.bytes).sum()
+        self.cache.bytes()
     }
 
-    fn lookup(&mut self, key: &str) -> Option<Arc<StageOutput>> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.cache
-            .iter_mut()
-            .find(|(o, _)| o.key == key)
-            .map(|(o, t)| {
-                *t = tick;
-                o.clone()
-            })
-    }
-
-    fn store(&mut self, out: Arc<StageOutput>) {
-        self.tick += 1;
-        if out.bytes > self.cache_limit {
-            return;
-        }
-        self.cache.push((out, self.tick));
-        while self.cached_bytes() > self.cache_limit {
-            let oldest = self
-                .cache
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(i, _)| i);
-            match oldest {
-                Some(i) => {
-                    self.cache.remove(i);
-                }
-                None => break,
-            }
-        }
-    }
-
-    /// Merge every stage the recipe's output needs, reusing cached stage outputs.
+    /// Merge every stage the recipe's output needs, reusing cached stage outputs whose
+    /// stage hash matches.
     pub fn materialize(&mut self, recipe: &Recipe) -> Result<Materialized> {
         let started = Instant::now();
         let target = recipe.output_stage(None)?;
-        let order = recipe.build_order(target)?;
-        let mut done: BTreeMap<usize, Arc<StageOutput>> = BTreeMap::new();
-        let (mut run_count, mut reused) = (0, 0);
-        // Position in `order` of each stage's last reader: its output is dropped after that
-        // (the cache keeps its own reference within --cache-mem).
-        let mut last_use: BTreeMap<usize, usize> = BTreeMap::new();
-        for (pos, &i) in order.iter().enumerate() {
-            for d in recipe.dependencies(i) {
-                last_use.insert(d, pos);
-            }
+        let opts = RecipeOptions {
+            map: self.map.as_ref(),
+            headers_only: false,
+            seed: self.merge_seed,
+            default_seed: DEFAULT_SEED,
+            opened: Some(&self.opened),
+        };
+        let planned = plan_recipe(recipe, target, &opts)?;
+        for (path, dir) in &planned.opened {
+            self.opened
+                .entry(path.clone())
+                .or_insert_with(|| dir.clone());
         }
-        for (pos, &i) in order.iter().enumerate() {
-            done.retain(|d, _| *d == target || last_use.get(d).is_some_and(|&l| l >= pos));
-            let stage = &recipe.stages[i];
-            let name = recipe.stage_name(i).to_string();
-            let seed = self.seed_for(stage);
-            let mut inputs = Vec::new();
-            let mut held = Vec::new();
-            let mut hasher = Sha256::new();
-            for part in [
-                stage.text.as_str(),
-                name.as_str(),
-                &seed.to_string(),
-                stage.compat.name(),
-            ] {
-                hasher.update((part.len() as u64).to_le_bytes());
-                hasher.update(part.as_bytes());
+        let fingerprints = &mut self.fingerprints;
+        let ids = identities(recipe, &planned, &mut |path, dir| {
+            if let Some(f) = fingerprints.get(path) {
+                return Ok(f.clone());
             }
-            for reference in stage.model_refs() {
-                let input_key = match recipe
-                    .stage_for_reference(reference)
-                    .and_then(|d| done.get(&d))
-                {
-                    Some(dep) => {
-                        inputs.push(dep.input_model(reference));
-                        held.push(Held::Mem(dep.clone()));
-                        dep.key.clone()
-                    }
-                    None => {
-                        let (path, dir) = self.external(reference)?;
-                        inputs.push(InputModel::from_dir(reference, &dir));
-                        held.push(Held::Dir(dir));
-                        format!("model:{}", path.display())
-                    }
-                };
-                hasher.update(reference.as_bytes());
-                hasher.update(input_key.as_bytes());
-            }
-            let key = hex(&hasher.finalize());
-            if let Some(hit) = self.lookup(&key) {
-                done.insert(i, hit);
-                reused += 1;
-                continue;
-            }
-            let arch = architecture(&inputs, &name)?;
-            let plan = plan::build(stage, &name, arch, &inputs, seed)?;
-            let sources: Vec<&dyn TensorSource> = held
-                .iter()
-                .map(|h| match h {
-                    Held::Dir(d) => &**d as &dyn TensorSource,
-                    Held::Mem(m) => &m.tensors as &dyn TensorSource,
-                })
-                .collect();
-            let mut sink = MemorySink::default();
-            let opts = RunOptions {
-                threads: self.threads,
-                progress: false,
-                ..RunOptions::default()
-            };
-            // The runner logs every stage at info level; a search merges thousands of them.
-            tracing::subscriber::with_default(
-                tracing::subscriber::NoSubscriber::default(),
-                || run(&plan, &sources, &mut sink, &opts),
-            )?;
-            let out = StageOutput {
-                key,
-                bytes: sink
-                    .tensors
-                    .values()
-                    .map(|(_, _, d)| d.len() as u64 * 4)
-                    .sum(),
-                config: output_config(&plan, &inputs),
-                tokenizer: plan.output_tokenizer.clone(),
-                tokenizer_dir: match &held[plan.tokenizer_donor] {
-                    Held::Dir(d) => d.path.clone(),
-                    Held::Mem(m) => m.tokenizer_dir.clone(),
-                },
-                tensors: sink,
-            };
-            let out = Arc::new(out);
-            self.store(out.clone());
-            done.insert(i, out);
-            run_count += 1;
-        }
-        let output = done.remove(&target).ok_or_else(|| {
-            Error::Invalid("the output stage was not built (internal error)".into())
+            let f = folder_fingerprint(dir)?;
+            fingerprints.insert(path.to_path_buf(), f.clone());
+            Ok(f)
         })?;
-        let hash = hash_memory(&output.tensors);
+        let mut store = MemoryStore {
+            cache: &mut self.cache,
+            threads: self.threads,
+        };
+        let done = execute(&planned, &ids, &mut store)?;
+        let hash = hash_memory(&done.output.tensors);
         Ok(Materialized {
-            output,
+            output: done.output,
             hash,
-            stages_run: run_count,
-            stages_reused: reused,
+            stages_run: done.built,
+            stages_reused: done.reused,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -301,10 +292,6 @@ pub fn architecture(inputs: &[InputModel], stage: &str) -> Result<&'static Archi
     found
         .map(|(a, _)| a)
         .ok_or_else(|| Error::Invalid(format!("stage `{stage}` has no models")))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hash_tensor(h: &mut Sha256, name: &str, dtype: &str, shape: &[usize], bytes: &[u8]) {

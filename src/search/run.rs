@@ -233,6 +233,11 @@ pub struct Summary {
 /// Run (or continue) the search until its budget is spent.
 pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
     let started = Instant::now();
+    // One process per run folder: a second `evolve --resume` is refused, naming this one.
+    let root = &session.dir.root;
+    let _lock =
+        crate::merge::lock::DirLock::acquire(root, &root.join(".lamarck-lock"), "lamarck evolve")
+            .map_err(crate::merge::run::Error::from)?;
     let genes = session.gene_names();
     let objectives = session.objective_names();
     let header = records::candidate_header(&genes, &objectives);

@@ -24,19 +24,10 @@
 //! ```
 use rayon::prelude::*;
 
-use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
+use super::{Error, TensorJob};
 use crate::merge::ops::CHUNK;
 
-pub const SPEC: MethodSpec = MethodSpec {
-    name: "linear",
-    pretty_name: "Linear",
-    paper: "Model soups: averaging weights of multiple fine-tuned models (arXiv:2203.05482)",
-    base: BaseUse::AsInput,
-    stochastic: false,
-    min_models: 1,
-    max_models: None,
-    kernel: Kernel::Linear,
-};
+pub use crate::registry::LINEAR as SPEC;
 
 pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
     let name = SPEC.name;

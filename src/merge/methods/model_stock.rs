@@ -30,20 +30,11 @@
 //! ```
 use rayon::prelude::*;
 
-use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
+use super::{Error, TensorJob};
 use crate::merge::ops::{self, round64, CHUNK};
 use crate::model::DType;
 
-pub const SPEC: MethodSpec = MethodSpec {
-    name: "model_stock",
-    pretty_name: "Model Stock",
-    paper: "Model Stock: All we need is just a few fine-tuned models (arXiv:2403.19522)",
-    base: BaseUse::Required,
-    stochastic: false,
-    min_models: 2,
-    max_models: None,
-    kernel: Kernel::ModelStock,
-};
+pub use crate::registry::MODEL_STOCK as SPEC;
 
 /// Σ r(aᵢ·cᵢ) in f64 over fixed chunks (deterministic for any thread count); `r` rounds
 /// each product to the compute dtype as mergekit's elementwise product does.

@@ -32,20 +32,11 @@
 //! ```
 use rayon::prelude::*;
 
-use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
+use super::{Error, TensorJob};
 use crate::merge::ops::{self, round64};
 use crate::model::DType;
 
-pub const SPEC: MethodSpec = MethodSpec {
-    name: "nuslerp",
-    pretty_name: "NuSLERP",
-    paper: "mergekit's normalized-weight slerp (no paper)",
-    base: BaseUse::Optional,
-    stochastic: false,
-    min_models: 2,
-    max_models: Some(2),
-    kernel: Kernel::Nuslerp,
-};
+pub use crate::registry::NUSLERP as SPEC;
 
 /// Coefficients `(c₀, c₁)` for one vector pair from ‖v₀‖², ‖v₁‖² and v₀·v₁.
 fn coefficients(t: f64, n0_sq: f64, n1_sq: f64, dot: f64) -> (f64, f64) {

@@ -17,18 +17,9 @@
 //! assert_eq!(merge_vectors("passthrough", None, &[(&[2.0, -4.0], &s)], &Params::new()).unwrap(), [1.0, -2.0]);
 //! assert_eq!(merge_vectors("passthrough", None, &[(&[2.0, -4.0], &Params::new())], &Params::new()).unwrap(), [2.0, -4.0]);
 //! ```
-use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
+use super::{Error, TensorJob};
 
-pub const SPEC: MethodSpec = MethodSpec {
-    name: "passthrough",
-    pretty_name: "Passthrough",
-    paper: "mergekit passthrough (no paper)",
-    base: BaseUse::None,
-    stochastic: false,
-    min_models: 1,
-    max_models: Some(1),
-    kernel: Kernel::Passthrough,
-};
+pub use crate::registry::PASSTHROUGH as SPEC;
 
 pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
     let model = &job.models[0];

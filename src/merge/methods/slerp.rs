@@ -29,19 +29,10 @@
 //! ```
 use rayon::prelude::*;
 
-use super::{BaseUse, Error, Kernel, MethodSpec, TensorJob};
+use super::{Error, TensorJob};
 use crate::merge::ops::{self, CHUNK};
 
-pub const SPEC: MethodSpec = MethodSpec {
-    name: "slerp",
-    pretty_name: "SLERP",
-    paper: "Shoemake, Animating rotation with quaternion curves (SIGGRAPH 1985)",
-    base: BaseUse::Required,
-    stochastic: false,
-    min_models: 1,
-    max_models: Some(1),
-    kernel: Kernel::Slerp,
-};
+pub use crate::registry::SLERP as SPEC;
 
 /// Interpolation coefficients `(c₀, c₁)` for `out = c₀·v₀ + c₁·v₁`.
 pub fn coefficients(t: f64, v0: &[f32], v1: &[f32]) -> (f64, f64) {

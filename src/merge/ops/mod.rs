@@ -74,20 +74,7 @@ pub fn l2_norm(xs: &[f32]) -> f64 {
     sum_f64(xs, |x| x as f64 * x as f64).sqrt()
 }
 
-/// Which sparsifier a task-arithmetic method applies to each task vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sparsifier {
-    /// TIES: keep the `floor(density·n)` largest |δ| of the whole tensor (at least one).
-    Magnitude,
-    /// DARE: keep each element with probability `density`.
-    Random,
-    /// Model Breadcrumbs: drop the `floor(gamma·n)` largest and the smallest, keep
-    /// `floor(density·n)`.
-    MagnitudeOutliers,
-    /// DELLA: per row, keep with probability ramping from `density−ε` (smallest |δ|) to
-    /// `density+ε` (largest).
-    DellaMagprune,
-}
+pub use crate::registry::Sparsifier;
 
 /// What happens to the kept values after masking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,169 @@
+//! Where a merge reads its inputs ([`TensorSource`]: a model folder, or an earlier stage
+//! held in memory) and where it puts its output ([`Sink`]: a folder being written, or
+//! memory).
+#![allow(clippy::result_large_err)]
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use super::run::{Error, Result};
+use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter};
+
+/// Where input tensors come from (a model folder, or an in-memory stage output).
+pub trait TensorSource: Sync {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error>;
+
+    /// Elements `range` (row-major) of a tensor. The default reads the whole tensor.
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        let all = self.read_f32(name)?;
+        all.get(range.clone())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| crate::model::Error::Invalid {
+                path: PathBuf::from("<memory>"),
+                message: format!("tensor `{name}`: elements {range:?} out of range"),
+            })
+    }
+
+    /// Hint that elements `range` of a tensor will be read soon.
+    fn prefetch(&self, _name: &str, _range: Range<usize>) {}
+}
+
+impl TensorSource for ModelDir {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
+        ModelDir::read_f32(self, name)
+    }
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        ModelDir::read_f32_range(self, name, range)
+    }
+    fn prefetch(&self, name: &str, range: Range<usize>) {
+        ModelDir::prefetch(self, name, range)
+    }
+}
+
+/// Where merged tensors go, in plan order. `data` is f32; the sink stores it as `dtype`.
+pub trait Sink {
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
+        self.add_part(name, shape, dtype, 0, data)
+    }
+
+    /// Elements `start..start + data.len()` of a tensor; a large tensor arrives as
+    /// consecutive parts, in order.
+    fn add_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        start: usize,
+        data: &[f32],
+    ) -> Result<()>;
+}
+
+/// Writes a model folder through [`ModelWriter`].
+pub struct DirSink {
+    pub writer: ModelWriter,
+}
+
+impl Sink for DirSink {
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
+        Ok(self
+            .writer
+            .add_tensor(name, dtype, shape, f32_to_bytes(data, dtype))?)
+    }
+    fn add_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        start: usize,
+        data: &[f32],
+    ) -> Result<()> {
+        Ok(self
+            .writer
+            .add_tensor_part(name, dtype, shape, start, f32_to_bytes(data, dtype))?)
+    }
+}
+
+/// Keeps tensors in memory, values already rounded to their output dtype (so they equal
+/// what a [`DirSink`] would have written).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    pub tensors: BTreeMap<String, (Vec<usize>, DType, Vec<f32>)>,
+}
+
+impl Sink for MemorySink {
+    fn add_part(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        start: usize,
+        data: &[f32],
+    ) -> Result<()> {
+        let n: usize = shape.iter().product();
+        let entry = self
+            .tensors
+            .entry(name.to_string())
+            .or_insert_with(|| (shape.to_vec(), dtype, vec![0.0; n]));
+        let slot = entry
+            .2
+            .get_mut(start..start + data.len())
+            .ok_or_else(|| Error::Invalid {
+                tensor: name.to_string(),
+                message: format!("part at {start} does not fit shape {shape:?}"),
+            })?;
+        for (o, &x) in slot.iter_mut().zip(data) {
+            *o = dtype.round(x);
+        }
+        Ok(())
+    }
+}
+
+/// A stage kept in memory can feed the next stage.
+impl TensorSource for MemorySink {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
+        let n = self.tensors.get(name).map_or(0, |t| t.2.len());
+        self.read_f32_range(name, 0..n)
+    }
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        let invalid = |message: String| crate::model::Error::Invalid {
+            path: PathBuf::from("<memory>"),
+            message,
+        };
+        let (_, _, data) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| invalid(format!("no tensor named `{name}`")))?;
+        data.get(range.clone())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| invalid(format!("tensor `{name}`: elements {range:?} out of range")))
+    }
+}
+
+/// A shared output (the search's stage cache) reads like the output itself.
+impl<T: TensorSource + Send> TensorSource for std::sync::Arc<T> {
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
+        (**self).read_f32(name)
+    }
+    fn read_f32_range(
+        &self,
+        name: &str,
+        range: Range<usize>,
+    ) -> Result<Vec<f32>, crate::model::Error> {
+        (**self).read_f32_range(name, range)
+    }
+    fn prefetch(&self, name: &str, range: Range<usize>) {
+        (**self).prefetch(name, range)
+    }
+}
