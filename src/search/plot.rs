@@ -194,7 +194,7 @@ fn labels(s: &mut String, panel: &Panel, mut items: Vec<(f64, f64, String, &str)
     }
     for k in (0..n).rev() {
         let max = if k + 1 == n {
-            BOTTOM + 20.0
+            BOTTOM + 4.0
         } else {
             ys[k + 1] - LINE_H
         };
