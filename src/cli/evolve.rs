@@ -94,8 +94,14 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
     };
     let summary = evolve(&session, &opts)?;
     eprintln!(
-        "evolve: stopped: {}; {} candidate(s) recorded ({} new)",
-        summary.stopped, summary.candidates, summary.new
+        "evolve: stopped: {}; {} candidate(s) recorded ({} new, {} stopped early by racing)",
+        summary.stopped, summary.candidates, summary.new, summary.raced
+    );
+    eprintln!(
+        "evolve: {}; this invocation: the model ran on {} items, the response cache answered {}",
+        crate::search::report::spent_line(&summary.spent, summary.raced),
+        summary.model_items,
+        summary.cache_hits
     );
     if let (Some(best), Some(start)) = (&summary.best, &summary.start) {
         println!(

@@ -87,6 +87,19 @@ pub fn evaluate_task(
     task: &TaskSpec,
     opts: &EvalOptions,
 ) -> Result<(TaskResult, Vec<ItemRecord>)> {
+    evaluate_task_items(lm, tok, task, opts, None)
+}
+
+/// As [`evaluate_task`], scoring only the documents `only` (ids into the split after
+/// `limit`, ascending; `None`: all). Prompts, few-shot draws included, are built for every
+/// document first, so an item's prompt and outcome do not depend on which others are scored.
+pub fn evaluate_task_items(
+    lm: &mut Qwen2Lm,
+    tok: &TextTokenizer,
+    task: &TaskSpec,
+    opts: &EvalOptions,
+    only: Option<&[usize]>,
+) -> Result<(TaskResult, Vec<ItemRecord>)> {
     let start = Instant::now();
     let split = task.eval_split(opts.split.as_deref())?;
     let mut docs = data::load_split(task, &split)?;
@@ -107,9 +120,27 @@ pub fn evaluate_task(
         }
         prompts.push(ctx);
     }
+    let ids: Vec<usize> = match only {
+        None => (0..docs.len()).collect(),
+        Some(ids) => {
+            if let Some(&bad) = ids.iter().find(|&&i| i >= docs.len()) {
+                return Err(Error::Invalid(format!(
+                    "task `{}`: item {bad} asked, split `{split}` has {}",
+                    task.name,
+                    docs.len()
+                )));
+            }
+            let keep: Vec<(Value, String)> = ids
+                .iter()
+                .map(|&i| (docs[i].clone(), prompts[i].clone()))
+                .collect();
+            (docs, prompts) = keep.into_iter().unzip();
+            ids.to_vec()
+        }
+    };
     let (metric_order, records) = match &task.output_type {
         OutputType::MultipleChoice => {
-            multiple_choice(lm, tok, task, &templates, &docs, &prompts, opts)?
+            multiple_choice(lm, tok, task, &templates, &docs, &ids, &prompts, opts)?
         }
         OutputType::GenerateUntil {
             until,
@@ -120,6 +151,7 @@ pub fn evaluate_task(
             task,
             &templates,
             &docs,
+            &ids,
             &prompts,
             until,
             *max_gen_toks,
@@ -168,12 +200,14 @@ fn gold_index(
         })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn multiple_choice(
     lm: &mut Qwen2Lm,
     tok: &TextTokenizer,
     task: &TaskSpec,
     templates: &Templates,
     docs: &[Value],
+    doc_ids: &[usize],
     prompts: &[String],
     opts: &EvalOptions,
 ) -> Result<(Vec<String>, Vec<ItemRecord>)> {
@@ -184,9 +218,9 @@ fn multiple_choice(
     let mut pairs = Vec::new();
     let mut per_doc = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        let choices = templates.choices(choice_spec, doc, i)?;
-        let target = templates.target(&task.doc_to_target, doc, i, true)?;
-        let gold = gold_index(&target, &choices, task, i)?;
+        let choices = templates.choices(choice_spec, doc, doc_ids[i])?;
+        let target = templates.target(&task.doc_to_target, doc, doc_ids[i], true)?;
+        let gold = gold_index(&target, &choices, task, doc_ids[i])?;
         for c in &choices {
             pairs.push((prompts[i].clone(), format!("{}{c}", task.target_delimiter)));
         }
@@ -215,7 +249,7 @@ fn multiple_choice(
         }
         records.push(ItemRecord {
             task: task.name.clone(),
-            doc_id: i,
+            doc_id: doc_ids[i],
             prompt: prompts[i].clone(),
             target: choices[gold].clone(),
             correct: order.first().is_some_and(|m| metrics[m] == 1.0),
@@ -235,6 +269,7 @@ fn generate(
     task: &TaskSpec,
     templates: &Templates,
     docs: &[Value],
+    doc_ids: &[usize],
     prompts: &[String],
     until: &[String],
     max_gen_toks: usize,
@@ -264,11 +299,11 @@ fn generate(
     let bar = progress(docs.len() as u64, &task.name);
     let mut records = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        let target = match templates.target(&task.doc_to_target, doc, i, has_choices)? {
+        let target = match templates.target(&task.doc_to_target, doc, doc_ids[i], has_choices)? {
             Target::Text(t) => t,
             Target::Index(idx) => match &task.doc_to_choice {
                 Some(spec) => templates
-                    .choices(spec, doc, i)?
+                    .choices(spec, doc, doc_ids[i])?
                     .get(idx)
                     .cloned()
                     .unwrap_or_default(),
@@ -307,7 +342,7 @@ fn generate(
         }
         records.push(ItemRecord {
             task: task.name.clone(),
-            doc_id: i,
+            doc_id: doc_ids[i],
             prompt: prompts[i].clone(),
             target,
             correct: order.first().is_some_and(|m| metrics[m] == 1.0),

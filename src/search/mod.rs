@@ -6,11 +6,14 @@
 //! - [`genes`]: gene places in the recipe's YAML documents; substitution → recipe text.
 //! - [`cmaes`], [`random`]: optimizers with ask/tell over genes scaled to [0, 1].
 //! - [`materialize`]: recipe → merged tensors in memory, with a content-addressed stage cache.
+//! - [`score`]: per-item scoring through the [`cache`] (responses keyed by weights hash);
+//!   [`racing`]: paired early stopping; [`paired`]: the report's paired bootstrap.
 //! - [`records`]: the files of `results/<run>/` (append-only rows, atomic rewrites, resume).
 //! - [`frontier`]: the Pareto set over the objectives.
 //! - [`run`]: the loop; [`report`]: tables and the SVG plot; [`export`]: candidate → recipe.
 #![allow(clippy::result_large_err)] // errors carry paths and messages; not on a hot path
 #[allow(clippy::needless_range_loop)] // matrix code reads best with indices
+pub mod cache;
 pub mod cmaes;
 pub mod dry_run;
 pub mod error;
@@ -19,6 +22,9 @@ pub mod frontier;
 pub mod genes;
 pub mod materialize;
 pub mod optimizer;
+pub mod paired;
+pub mod plot;
+pub mod racing;
 pub mod random;
 pub mod records;
 pub mod report;

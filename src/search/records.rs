@@ -7,6 +7,10 @@
 //! - `items.jsonl`: per-item outcomes, written (and fsynced) *before* their candidate's row;
 //!   lines of a candidate without a row are dropped on resume, so no item is duplicated.
 //! - `frontier.csv`, `state.json`: rewritten atomically (temp file, fsync, rename).
+//! - `raced.csv` (racing only): candidates stopped early, one partial row each (never on the
+//!   frontier); `evaluations.csv`: items scored per candidate or parent, by the model and
+//!   from the cache (written before the row; the last line of an id counts);
+//!   `responses.jsonl`: the per-item response cache ([`super::cache`]).
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -292,6 +296,15 @@ impl RunDir {
     }
     pub fn state(&self) -> PathBuf {
         self.root.join("state.json")
+    }
+    pub fn raced(&self) -> PathBuf {
+        self.root.join("raced.csv")
+    }
+    pub fn evaluations(&self) -> PathBuf {
+        self.root.join("evaluations.csv")
+    }
+    pub fn responses(&self) -> PathBuf {
+        self.root.join("responses.jsonl")
     }
 
     pub fn read_info(&self) -> Result<RunInfo> {

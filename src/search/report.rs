@@ -1,13 +1,19 @@
 //! `lamarck report`: the frontier table, the best candidate against the starting recipe
 //! and every parent, an SVG plot (fitness over candidates; two objectives with their
 //! frontier), and optionally the same comparison re-scored on a held-out split.
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
+use super::cache::ResponseCache;
 use super::frontier::pareto;
-use super::materialize::Materializer;
-use super::records::{CandidateRow, ParentRow};
-use super::run::Session;
-use super::score::Scorer;
+use super::materialize::{hash_dir, Materializer};
+use super::paired::{bootstrap, Interval, Paired, REPLICATES, SEED};
+use super::racing::{RacedRow, Spent};
+use super::records::{self, CandidateRow, ParentRow};
+use super::run::{best_row, Session};
+use super::score::{ItemResult, Scorer, Source, Subject};
 use super::{Error, Result};
 use crate::model::resolve_model;
 
@@ -40,15 +46,41 @@ fn f4(x: f64) -> String {
     format!("{x:.4}")
 }
 
+/// How much scoring the search did, as one sentence.
+pub fn spent_line(spent: &Spent, raced: usize) -> String {
+    let pct = |a: usize, b: usize| {
+        if b == 0 {
+            0.0
+        } else {
+            100.0 * a as f64 / b as f64
+        }
+    };
+    format!(
+        "item evaluations: {} of the {} a full evaluation of every candidate and parent needs ({:.1}%); the model ran on {} items, the response cache answered {}; {raced} candidate(s) stopped early by racing",
+        spent.items,
+        spent.full,
+        pct(spent.items, spent.full),
+        spent.model_items,
+        spent.cached_items,
+    )
+}
+
 /// The frontier table and the comparison, from the records.
-pub fn text_report(session: &Session, rows: &[CandidateRow], parents: &[ParentRow]) -> String {
+pub fn text_report(
+    session: &Session,
+    rows: &[CandidateRow],
+    parents: &[ParentRow],
+    raced: &[RacedRow],
+    spent: &Spent,
+) -> String {
     let objectives = session.objective_names();
     let mut out = String::new();
     let front = pareto(rows, &session.weights());
     let _ = writeln!(
         out,
-        "{} candidates; Pareto frontier over {} ({} candidates):\n",
+        "{} candidates fully scored, {} stopped early; Pareto frontier over {} ({} candidates):\n",
         rows.len(),
+        raced.len(),
         objectives.join(", "),
         front.len()
     );
@@ -68,13 +100,11 @@ pub fn text_report(session: &Session, rows: &[CandidateRow], parents: &[ParentRo
         t.push(line);
     }
     out.push_str(&table(&t));
-    let best = rows
-        .iter()
-        .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)));
-    if let Some(best) = best {
+    let _ = writeln!(out, "\n{}", spent_line(spent, raced.len()));
+    if let Some(best) = best_row(rows) {
         let _ = writeln!(
             out,
-            "\nbest candidate #{} vs the starting recipe and the parents (search split):\n",
+            "\nbest candidate #{} vs the starting recipe and the parents (search split, dev):\n",
             best.id
         );
         let mut t = vec![{
@@ -111,7 +141,32 @@ pub fn text_report(session: &Session, rows: &[CandidateRow], parents: &[ParentRo
     out
 }
 
-/// Best, start and parents re-scored on `split` (e.g. the held-out `test`): one row each.
+/// One model scored on the held-out split.
+#[derive(Debug, Clone)]
+pub struct Scored {
+    pub label: String,
+    /// Its name in `items.jsonl` (candidate id or `parent:<reference>`).
+    pub who: String,
+    pub values: Vec<f64>,
+    pub fitness: f64,
+    pub items: Vec<ItemResult>,
+}
+
+/// The held-out comparison: every model's scores, and the best against each other one.
+#[derive(Debug, Clone)]
+pub struct HeldOut {
+    pub split: String,
+    pub models: Vec<Scored>,
+    /// (label of the other model, best − other).
+    pub paired: Vec<(String, Paired)>,
+    /// Items answered by the response cache / by the model.
+    pub cache_hits: u64,
+    pub model_items: u64,
+}
+
+/// Best, start and parents scored on `split` (e.g. the held-out `test`), through the run's
+/// response cache; their items are appended to `items.jsonl` (with `"split"`, once), and
+/// the best is compared with each of the others by the paired bootstrap of [`super::paired`].
 pub fn heldout(
     session: &Session,
     rows: &[CandidateRow],
@@ -119,25 +174,20 @@ pub fn heldout(
     limit: Option<usize>,
     cache_mem: u64,
     threads: usize,
-) -> Result<Vec<(String, Vec<f64>, f64)>> {
+) -> Result<HeldOut> {
     let mut scorer =
         Scorer::new(&session.spec.objectives, &session.spec.eval)?.on_split(split, limit);
+    let mut cache = ResponseCache::open(&session.dir.responses())?;
     let map = session.model_map()?;
     let mut mat = Materializer::new(map.clone(), cache_mem, threads, session.spec.merge_seed);
-    let best = rows
-        .iter()
-        .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
-        .ok_or_else(|| Error::Invalid("no candidate recorded yet".into()))?;
-    let mut out = Vec::new();
+    let best = best_row(rows).ok_or_else(|| Error::Invalid("no candidate recorded yet".into()))?;
+    let mut models = Vec::new();
     let mut tokenizer = None;
-    for (label, r) in [
-        (format!("best (#{})", best.id), Some(best)),
-        (
-            "starting recipe (#0)".to_string(),
-            rows.iter().find(|r| r.id == 0),
-        ),
-    ] {
-        let Some(r) = r else { continue };
+    let mut picks = vec![(format!("best (#{})", best.id), best)];
+    if let Some(start) = rows.iter().find(|r| r.id == 0) {
+        picks.push(("starting recipe (#0)".to_string(), start));
+    }
+    for (label, r) in picks {
         let m = mat.materialize(&session.recipe(&r.genes)?)?;
         if m.hash != r.hash {
             return Err(Error::Candidate {
@@ -149,8 +199,15 @@ pub fn heldout(
             });
         }
         tokenizer.get_or_insert_with(|| m.output.tokenizer_dir.clone());
-        let s = scorer.score_output(&m.output)?;
-        out.push((label, s.values, s.fitness));
+        let mut subject = Subject::new(Source::Memory(&m.output), &m.hash);
+        let s = scorer.score_all(&mut subject, &mut cache)?;
+        models.push(Scored {
+            label,
+            who: r.id.to_string(),
+            values: s.values,
+            fitness: s.fitness,
+            items: s.items,
+        });
     }
     for reference in session.parents()? {
         let path = resolve_model(&reference, map.as_ref())?;
@@ -159,201 +216,244 @@ pub fn heldout(
         } else {
             tokenizer.clone().unwrap_or_else(|| path.clone())
         };
-        let s = scorer.score_dir(&path, &tok)?;
-        out.push((reference, s.values, s.fitness));
-    }
-    Ok(out)
-}
-
-/// Map `v` from [lo, hi] to [a, b].
-fn scale(v: f64, lo: f64, hi: f64, a: f64, b: f64) -> f64 {
-    if hi - lo < 1e-12 {
-        (a + b) / 2.0
-    } else {
-        a + (v - lo) / (hi - lo) * (b - a)
-    }
-}
-
-/// Widen a data range by 5% on each side (0.05 when it is a single value).
-fn pad((lo, hi): (f64, f64)) -> (f64, f64) {
-    if !(lo.is_finite() && hi.is_finite()) {
-        return (0.0, 1.0);
-    }
-    let m = if hi - lo > 1e-12 {
-        0.05 * (hi - lo)
-    } else {
-        0.05
-    };
-    (lo - m, hi + m)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// The plot: left, fitness of every candidate (dots) and the best so far (line); right,
-/// objective `ax` against `ay` with the two-axis frontier joined and the parents marked.
-pub fn svg(
-    session: &Session,
-    rows: &[CandidateRow],
-    parents: &[ParentRow],
-    ax: usize,
-    ay: usize,
-) -> String {
-    let names = session.objective_names();
-    let (w, h, m) = (460.0, 360.0, 50.0);
-    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n", 2.0 * w);
-    // Panel 1: fitness over candidates.
-    let fits: Vec<f64> = rows
-        .iter()
-        .map(|r| r.fitness)
-        .chain(parents.iter().map(|p| p.fitness))
-        .collect();
-    let (flo, fhi) = pad(fits
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-            (a.min(x), b.max(x))
-        }));
-    let n = rows.iter().map(|r| r.id).max().unwrap_or(0).max(1) as f64;
-    let px = |id: f64| scale(id, 0.0, n, m, w - 20.0);
-    let py = |f: f64| scale(f, flo, fhi, h - m, 30.0);
-    frame(
-        &mut s,
-        0.0,
-        w,
-        h,
-        m,
-        "candidate id",
-        "fitness",
-        (0.0, n),
-        (flo, fhi),
-        "fitness over candidates",
-    );
-    let mut best = f64::NEG_INFINITY;
-    let mut line = String::new();
-    let mut sorted: Vec<&CandidateRow> = rows.iter().collect();
-    sorted.sort_by_key(|r| r.id);
-    for r in &sorted {
-        best = best.max(r.fitness);
-        let _ = write!(line, "{:.1},{:.1} ", px(r.id as f64), py(best));
-        let _ = writeln!(
-            s,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{}\"/>",
-            px(r.id as f64),
-            py(r.fitness),
-            if r.id == 0 { "#d62728" } else { "#1f77b4" }
+        let weights = hash_dir(&path)?;
+        let mut subject = Subject::new(
+            Source::Dir {
+                dir: &path,
+                tokenizer: &tok,
+            },
+            &weights,
         );
+        let s = scorer.score_all(&mut subject, &mut cache)?;
+        models.push(Scored {
+            label: reference.clone(),
+            who: format!("parent:{reference}"),
+            values: s.values,
+            fitness: s.fitness,
+            items: s.items,
+        });
     }
-    let _ = writeln!(
-        s,
-        "<polyline points=\"{line}\" fill=\"none\" stroke=\"#2ca02c\" stroke-width=\"1.5\"/>"
-    );
-    for p in parents {
-        let y = py(p.fitness);
-        let _ = writeln!(s, "<line x1=\"{m}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#999\" stroke-dasharray=\"3,3\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666\" text-anchor=\"end\">{}</text>", w - 20.0, w - 22.0, y - 2.0, esc(&p.model));
+    // items.jsonl: append what is not there yet
+    let items_path = session.dir.items();
+    let mut have: BTreeSet<(String, String, String, usize)> = BTreeSet::new();
+    if let Ok(text) = std::fs::read_to_string(&items_path) {
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                let f = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                let doc = v.get("doc_id").and_then(|x| x.as_u64()).unwrap_or(0) as usize;
+                have.insert((f("candidate"), f("objective"), f("split"), doc));
+            }
+        }
     }
-    // Panel 2: two objectives.
-    if names.len() >= 2 && ax < names.len() && ay < names.len() {
-        let xs: Vec<f64> = rows
-            .iter()
-            .map(|r| r.scores[ax])
-            .chain(parents.iter().map(|p| p.scores[ax]))
-            .collect();
-        let ys: Vec<f64> = rows
-            .iter()
-            .map(|r| r.scores[ay])
-            .chain(parents.iter().map(|p| p.scores[ay]))
-            .collect();
-        let range = |v: &[f64]| {
-            pad(v
-                .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                    (a.min(x), b.max(x))
-                }))
-        };
-        let ((xlo, xhi), (ylo, yhi)) = (range(&xs), range(&ys));
-        let qx = |v: f64| scale(v, xlo, xhi, w + m, 2.0 * w - 20.0);
-        let qy = |v: f64| scale(v, ylo, yhi, h - m, 30.0);
-        frame(
-            &mut s,
-            w,
-            w,
-            h,
-            m,
-            &names[ax],
-            &names[ay],
-            (xlo, xhi),
-            (ylo, yhi),
-            "frontier of two objectives",
-        );
-        let two: Vec<CandidateRow> = rows
-            .iter()
-            .map(|r| CandidateRow {
-                scores: vec![r.scores[ax], r.scores[ay]],
-                ..r.clone()
+    let mut seen_who = BTreeSet::new();
+    let mut lines = Vec::new();
+    for m in &models {
+        if !seen_who.insert(m.who.clone()) {
+            continue; // the best is the starting recipe
+        }
+        for l in scorer.item_lines(&m.who, &m.items)? {
+            let key = (
+                l.candidate.clone(),
+                l.objective.clone(),
+                l.split.clone(),
+                l.doc_id,
+            );
+            if !have.contains(&key) {
+                if let Ok(text) = serde_json::to_string(&l) {
+                    lines.push(text);
+                }
+            }
+        }
+    }
+    records::append_lines(&items_path, &lines)?;
+    let weights = session.weights();
+    let objectives = session.spec.objectives.len();
+    let mut paired = Vec::new();
+    for other in &models[1..] {
+        let diffs: Vec<Vec<f64>> = (0..objectives)
+            .map(|o| {
+                let a = models[0].items.iter().filter(|r| r.objective == o);
+                let b = other.items.iter().filter(|r| r.objective == o);
+                a.zip(b).map(|(x, y)| x.score - y.score).collect()
             })
             .collect();
-        let weights = session.weights();
-        let mut front = pareto(&two, &[weights[ax], weights[ay]]);
-        front.sort_by(|&a, &b| two[a].scores[0].total_cmp(&two[b].scores[0]));
-        for r in rows {
-            let _ = writeln!(s, "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"#1f77b4\" fill-opacity=\"0.5\"/>", qx(r.scores[ax]), qy(r.scores[ay]));
-        }
-        let pts: String = front
-            .iter()
-            .map(|&i| format!("{:.1},{:.1} ", qx(two[i].scores[0]), qy(two[i].scores[1])))
-            .collect();
-        let _ = writeln!(
-            s,
-            "<polyline points=\"{pts}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\"/>"
-        );
-        for p in parents {
-            let (x, y) = (qx(p.scores[ax]), qy(p.scores[ay]));
-            let _ = writeln!(s, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"6\" height=\"6\" fill=\"#ff7f0e\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#444\">{}</text>", x - 3.0, y - 3.0, x + 5.0, y - 4.0, esc(&p.model));
-        }
+        paired.push((
+            other.label.clone(),
+            bootstrap(&diffs, &weights, REPLICATES, SEED),
+        ));
     }
-    s.push_str("</svg>\n");
-    s
+    Ok(HeldOut {
+        split: split.to_string(),
+        models,
+        paired,
+        cache_hits: cache.hits,
+        model_items: cache.misses,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn frame(
-    s: &mut String,
-    x0: f64,
-    w: f64,
-    h: f64,
-    m: f64,
-    xl: &str,
-    yl: &str,
-    xr: (f64, f64),
-    yr: (f64, f64),
-    title: &str,
-) {
-    let _ = writeln!(s, "<rect x=\"{:.1}\" y=\"30\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" stroke=\"#333\"/>", x0 + m, w - m - 20.0, h - m - 30.0);
+fn signed(x: f64) -> String {
+    format!("{x:+.4}")
+}
+
+fn interval(i: &Interval) -> String {
+    format!("{} [{}, {}]", signed(i.mean), signed(i.lo), signed(i.hi))
+}
+
+/// The held-out tables: scores, then the paired differences.
+pub fn heldout_text(session: &Session, h: &HeldOut) -> String {
+    let names = session.objective_names();
+    let mut out = String::new();
+    let mut t = vec![{
+        let mut v = vec!["model".to_string()];
+        v.extend(names.iter().cloned());
+        v.push("fitness".into());
+        v
+    }];
+    for m in &h.models {
+        let mut line = vec![m.label.clone()];
+        line.extend(m.values.iter().map(|v| f4(*v)));
+        line.push(f4(m.fitness));
+        t.push(line);
+    }
+    let items: Vec<String> = h
+        .models
+        .first()
+        .map(|m| {
+            (0..names.len())
+                .map(|o| m.items.iter().filter(|r| r.objective == o).count())
+                .map(|n| n.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"18\" font-size=\"13\">{}</text>",
-        x0 + m,
-        esc(title)
+        out,
+        "on split `{}` ({} items per objective):\n",
+        h.split,
+        items.join(" / ")
     );
+    out.push_str(&table(&t));
+    if let Some(best) = h.models.first() {
+        let _ = writeln!(
+            out,
+            "\n{} minus each model on the same `{}` items: mean difference [paired bootstrap 95% interval; {REPLICATES} resamples of the items within each objective, seed {SEED}]:\n",
+            best.label, h.split
+        );
+        let mut t = vec![{
+            let mut v = vec!["against".to_string()];
+            v.extend(names.iter().cloned());
+            v.push("fitness".into());
+            v
+        }];
+        for (label, p) in &h.paired {
+            let mut line = vec![label.clone()];
+            line.extend(p.objectives.iter().map(interval));
+            line.push(interval(&p.fitness));
+            t.push(line);
+        }
+        out.push_str(&table(&t));
+        let above = h.paired.iter().filter(|(_, p)| p.fitness.lo > 0.0).count();
+        let _ = writeln!(
+            out,
+            "\nthe best's fitness interval lies above zero against {above} of {} models",
+            h.paired.len()
+        );
+    }
     let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-        x0 + w / 2.0,
-        h - 12.0,
-        esc(xl)
+        out,
+        "scoring `{}`: the model ran on {} items, the response cache answered {}",
+        h.split, h.model_items, h.cache_hits
     );
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" transform=\"rotate(-90 {:.1} {:.1})\">{}</text>",
-        x0 + 14.0,
-        h / 2.0,
-        x0 + 14.0,
-        h / 2.0,
-        esc(yl)
-    );
-    let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\">{:.3}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.3}</text>", x0 + m, h - m + 14.0, xr.0, x0 + w - 20.0, h - m + 14.0, xr.1);
-    let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{:.3}</text><text x=\"{:.1}\" y=\"40\" text-anchor=\"end\">{:.3}</text>", x0 + m - 3.0, h - m, yr.0, x0 + m - 3.0, yr.1);
+    out
+}
+
+#[derive(Serialize)]
+struct JsonModel<'a> {
+    label: &'a str,
+    candidate: &'a str,
+    scores: serde_json::Map<String, serde_json::Value>,
+    fitness: f64,
+}
+
+/// The `--out` JSON: search totals, and the held-out comparison when there is one.
+pub fn json_report(
+    session: &Session,
+    rows: &[CandidateRow],
+    raced: &[RacedRow],
+    spent: &Spent,
+    heldout: Option<&HeldOut>,
+) -> serde_json::Value {
+    let names = session.objective_names();
+    let scores = |v: &[f64]| -> serde_json::Map<String, serde_json::Value> {
+        names
+            .iter()
+            .zip(v)
+            .map(|(n, x)| (n.clone(), serde_json::json!(x)))
+            .collect()
+    };
+    let best = best_row(rows);
+    let mut out = serde_json::json!({
+        "run": session.dir.root.display().to_string(),
+        "objectives": names,
+        "weights": session.weights(),
+        "candidates": rows.len(),
+        "stopped_early": raced.len(),
+        "item_evaluations": spent,
+        "best": best.map(|b| serde_json::json!({
+            "id": b.id,
+            "hash": b.hash,
+            "dev": {"scores": scores(&b.scores), "fitness": b.fitness},
+        })),
+    });
+    if let Some(h) = heldout {
+        let models: Vec<JsonModel> = h
+            .models
+            .iter()
+            .map(|m| JsonModel {
+                label: &m.label,
+                candidate: &m.who,
+                scores: scores(&m.values),
+                fitness: m.fitness,
+            })
+            .collect();
+        let paired: Vec<serde_json::Value> = h
+            .paired
+            .iter()
+            .map(|(label, p)| {
+                let per: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(&p.objectives)
+                    .map(|(n, i)| (n.clone(), serde_json::json!(i)))
+                    .collect();
+                let items: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(&p.items)
+                    .map(|(n, i)| (n.clone(), serde_json::json!(i)))
+                    .collect();
+                serde_json::json!({
+                    "best": h.models.first().map(|m| m.label.clone()),
+                    "against": label,
+                    "items": items,
+                    "objectives": per,
+                    "fitness": p.fitness,
+                    "fitness_above_zero": p.fitness.lo > 0.0,
+                })
+            })
+            .collect();
+        out["heldout"] = serde_json::json!({
+            "split": h.split,
+            "models": models,
+            "paired": paired,
+            "bootstrap": {
+                "replicates": REPLICATES,
+                "seed": SEED,
+                "rng": "SplitMix64, restarted for every comparison; index = next() mod n",
+                "resampling": "items with replacement, within each objective, n_o draws per objective per replicate",
+                "interval": "percentile 95%: sorted replicates v, [v[floor(0.025 B)], v[ceil(0.975 B) - 1]]",
+                "statistic": "per objective: mean of score(best) - score(other) over the split's items; fitness: sum of weight x that mean",
+            },
+            "cache_hits": h.cache_hits,
+            "model_items": h.model_items,
+        });
+    }
+    out
 }

@@ -5,18 +5,20 @@
 //! generation g's k-th point is `1 + g·λ + k`. Since a generation's points are a pure
 //! function of the checkpointed optimizer state, a resumed run asks the same points again,
 //! finds the ids already in `candidates.csv`, and scores only the missing ones.
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::cache::ResponseCache;
 use super::cmaes::Cmaes;
 use super::frontier::pareto;
 use super::genes::Genome;
-use super::materialize::Materializer;
+use super::materialize::{hash_dir, Materializer};
 use super::optimizer::Optimizer;
+use super::racing::{self, raced_header, spent, EvalRow, Race, RacedRow, Spent, EVAL_HEADER};
 use super::random::RandomSearch;
 use super::records::{self, CandidateRow, ParentRow, RunDir, RunInfo};
-use super::score::{item_lines, Scorer};
+use super::score::{ItemResult, Scorer, Source, Subject};
 use super::spec::{OptimizerKind, SearchSpec};
 use super::{Error, Result};
 use crate::model::{resolve_model, ModelMap};
@@ -223,11 +225,203 @@ impl Session {
 /// What one invocation did.
 #[derive(Debug, Clone)]
 pub struct Summary {
+    /// Candidates recorded (fully scored and stopped early).
     pub candidates: usize,
     pub new: usize,
+    /// Candidates stopped early by racing.
+    pub raced: usize,
     pub best: Option<CandidateRow>,
     pub start: Option<CandidateRow>,
     pub stopped: String,
+    /// Item evaluations over the whole run (evaluations.csv).
+    pub spent: Spent,
+    /// This invocation: items the model was run on and items the cache answered.
+    pub model_items: u64,
+    pub cache_hits: u64,
+}
+
+/// The best fully scored candidate: highest fitness, the lowest id on ties.
+pub fn best_row(rows: &[CandidateRow]) -> Option<&CandidateRow> {
+    rows.iter()
+        .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
+}
+
+/// The loop's state.
+struct Search<'s> {
+    session: &'s Session,
+    rows: Vec<CandidateRow>,
+    raced: Vec<RacedRow>,
+    mat: Materializer,
+    scorer: Scorer,
+    cache: ResponseCache,
+    /// Items of the full dev set.
+    total: usize,
+    /// Racing chunks (None: full evaluation).
+    chunks: Option<Vec<Vec<(usize, Vec<usize>)>>>,
+    /// The incumbent's id and its score per (objective, doc id).
+    incumbent: Option<(u64, HashMap<(usize, usize), f64>)>,
+}
+
+impl Search<'_> {
+    fn write_eval(&self, who: &str, items: &[ItemResult]) -> Result<()> {
+        let cached = items.iter().filter(|r| r.cached).count();
+        let row = EvalRow {
+            who: who.to_string(),
+            items: items.len(),
+            of: self.total,
+            model_items: items.len() - cached,
+            cached_items: cached,
+        };
+        records::append_line(&self.session.dir.evaluations(), &row.to_line())
+    }
+
+    fn write_items(&mut self, who: &str, items: &[ItemResult]) -> Result<()> {
+        let lines: Vec<String> = self
+            .scorer
+            .item_lines(who, items)?
+            .iter()
+            .filter_map(|l| serde_json::to_string(l).ok())
+            .collect();
+        records::append_lines(&self.session.dir.items(), &lines)
+    }
+
+    /// The incumbent's per-item scores (from the cache; re-scored if the cache lost them).
+    fn incumbent_scores(&mut self, inc: &CandidateRow) -> Result<HashMap<(usize, usize), f64>> {
+        if let Some((id, map)) = &self.incumbent {
+            if *id == inc.id {
+                return Ok(map.clone());
+            }
+        }
+        let want = self.scorer.all_items()?;
+        let mut subject = Subject::new(Source::CacheOnly, &inc.hash);
+        let items = match self
+            .scorer
+            .score_items(&mut subject, &want, &mut self.cache)
+        {
+            Ok(items) => items,
+            Err(_) => {
+                let recipe = self.session.recipe(&inc.genes)?;
+                let m = self.mat.materialize(&recipe)?;
+                let mut subject = Subject::new(Source::Memory(&m.output), &m.hash);
+                self.scorer
+                    .score_items(&mut subject, &want, &mut self.cache)?
+            }
+        };
+        let map: HashMap<(usize, usize), f64> = items
+            .iter()
+            .map(|r| ((r.objective, r.doc_id), r.score))
+            .collect();
+        self.incumbent = Some((inc.id, map.clone()));
+        Ok(map)
+    }
+
+    /// Merge, score (racing when configured), record; returns the value the optimizer is told.
+    fn candidate(&mut self, id: u64, generation: u64, values: Vec<f64>) -> Result<f64> {
+        let session = self.session;
+        let cand = |e: Error| Error::Candidate {
+            id,
+            message: e.to_string(),
+        };
+        let recipe = session.recipe(&values)?;
+        let m = self.mat.materialize(&recipe).map_err(cand)?;
+        let started = Instant::now();
+        let incumbent = best_row(&self.rows).cloned();
+        let mut subject = Subject::new(Source::Memory(&m.output), &m.hash);
+        let mut items: Vec<ItemResult> = Vec::new();
+        let mut verdict = None;
+        match (&self.chunks, &session.spec.racing, incumbent) {
+            (Some(chunks), Some(spec), Some(inc)) => {
+                let chunks = chunks.clone();
+                let inc_scores = self.incumbent_scores(&inc).map_err(cand)?;
+                let mut race = Race::new(&session.weights(), spec, self.total);
+                for chunk in &chunks {
+                    let got = self
+                        .scorer
+                        .score_items(&mut subject, chunk, &mut self.cache)
+                        .map_err(cand)?;
+                    for r in &got {
+                        let theirs = inc_scores
+                            .get(&(r.objective, r.doc_id))
+                            .copied()
+                            .unwrap_or(0.0);
+                        race.add(r.objective, r.score, theirs);
+                    }
+                    items.extend(got);
+                    if items.len() < self.total {
+                        let v = race.verdict();
+                        if v.stop {
+                            verdict = Some((v, inc));
+                            break;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let want = self.scorer.all_items()?;
+                items = self
+                    .scorer
+                    .score_items(&mut subject, &want, &mut self.cache)
+                    .map_err(cand)?;
+            }
+        }
+        items.sort_by_key(|r| (r.objective, r.doc_id));
+        let eval_s = started.elapsed().as_secs_f64();
+        self.write_eval(&id.to_string(), &items)?;
+        self.write_items(&id.to_string(), &items)?;
+        if let Some((v, inc)) = verdict {
+            let row = RacedRow {
+                id,
+                generation,
+                genes: values,
+                items: v.items,
+                of: self.total,
+                estimate: v.estimate,
+                diff: v.diff,
+                bound: v.bound,
+                incumbent: inc.id,
+                told: inc.fitness + v.bound,
+                hash: m.hash.clone(),
+                merge_s: m.seconds,
+                eval_s,
+            };
+            records::append_line(&session.dir.raced(), &row.to_line())?;
+            tracing::debug!(
+                "candidate {id}: stopped after {} of {} items (diff {:.4}, bound {:.4} vs #{})",
+                v.items,
+                self.total,
+                v.diff,
+                v.bound,
+                inc.id
+            );
+            let told = row.told;
+            self.raced.push(row);
+            return Ok(told);
+        }
+        let (scores, fitness) = self.scorer.summarize(&items);
+        let row = CandidateRow {
+            id,
+            generation,
+            genes: values,
+            scores,
+            fitness,
+            hash: m.hash.clone(),
+            merge_s: m.seconds,
+            eval_s,
+        };
+        records::append_line(&session.dir.candidates(), &row.to_line())?;
+        tracing::debug!(
+            "candidate {id}: fitness {fitness:.4}, {} stage(s) merged, {} reused",
+            m.stages_run,
+            m.stages_reused
+        );
+        self.rows.push(row);
+        session.write_frontier(&self.rows)?;
+        Ok(fitness)
+    }
+
+    fn recorded(&self) -> usize {
+        self.rows.len() + self.raced.len()
+    }
 }
 
 /// Run (or continue) the search until its budget is spent.
@@ -242,7 +436,7 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
     let objectives = session.objective_names();
     let header = records::candidate_header(&genes, &objectives);
     let cpath = session.dir.candidates();
-    let mut rows: Vec<CandidateRow> = records::read_rows(&cpath, &header)?
+    let rows: Vec<CandidateRow> = records::read_rows(&cpath, &header)?
         .iter()
         .enumerate()
         .map(|(i, l)| {
@@ -252,6 +446,22 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
             })
         })
         .collect::<Result<_>>()?;
+    let rpath = session.dir.raced();
+    let raced: Vec<RacedRow> = if session.spec.racing.is_some() || rpath.exists() {
+        records::read_rows(&rpath, &raced_header(&genes))?
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                RacedRow::parse(l, genes.len()).map_err(|m| Error::Records {
+                    path: rpath.clone(),
+                    message: format!("row {}: {m}", i + 1),
+                })
+            })
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    records::read_rows(&session.dir.evaluations(), EVAL_HEADER)?;
     let ppath = session.dir.parents();
     let mut parents: Vec<ParentRow> =
         records::read_rows(&ppath, &records::parent_header(&objectives))?
@@ -264,6 +474,7 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
             })
             .collect::<Result<_>>()?;
     let mut keep: BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
+    keep.extend(raced.iter().map(|r| r.id.to_string()));
     keep.extend(parents.iter().map(|p| format!("parent:{}", p.model)));
     records::prune_items(&session.dir.items(), &keep)?;
 
@@ -272,70 +483,34 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
     let minutes = opts.minutes.or(spec.budget.minutes);
     let deadline = minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
     let map = session.model_map()?;
-    let mut mat = Materializer::new(map.clone(), opts.cache_mem, opts.threads, spec.merge_seed);
     let mut scorer = Scorer::new(&spec.objectives, &spec.eval)?;
+    let counts = scorer.item_counts()?;
+    let total = counts.iter().sum();
+    let chunks = spec
+        .racing
+        .map(|r| racing::chunks(&racing::order(&counts, spec.seed), r.chunk));
+    let mut search = Search {
+        session,
+        rows,
+        raced,
+        mat: Materializer::new(map.clone(), opts.cache_mem, opts.threads, spec.merge_seed),
+        scorer,
+        cache: ResponseCache::open(&session.dir.responses())?,
+        total,
+        chunks,
+        incumbent: None,
+    };
     let mut opt = session.load_optimizer()?;
     if !session.dir.state().exists() {
         session.save_optimizer(&opt)?;
     }
-    let bar = progress_bar(opts.progress, budget, rows.len());
-    let before = rows.len();
-    let record = |rows: &mut Vec<CandidateRow>,
-                  id: u64,
-                  generation: u64,
-                  values: Vec<f64>,
-                  mat: &mut Materializer,
-                  scorer: &mut Scorer|
-     -> Result<f64> {
-        let recipe = session.recipe(&values)?;
-        let m = mat.materialize(&recipe).map_err(|e| Error::Candidate {
-            id,
-            message: e.to_string(),
-        })?;
-        let s = scorer
-            .score_output(&m.output)
-            .map_err(|e| Error::Candidate {
-                id,
-                message: e.to_string(),
-            })?;
-        let lines: Vec<String> = item_lines(&id.to_string(), &s)
-            .iter()
-            .filter_map(|l| serde_json::to_string(l).ok())
-            .collect();
-        records::append_lines(&session.dir.items(), &lines)?;
-        let row = CandidateRow {
-            id,
-            generation,
-            genes: values,
-            scores: s.values.clone(),
-            fitness: s.fitness,
-            hash: m.hash.clone(),
-            merge_s: m.seconds,
-            eval_s: s.seconds,
-        };
-        records::append_line(&cpath, &row.to_line())?;
-        tracing::debug!(
-            "candidate {id}: fitness {:.4}, {} stage(s) merged, {} reused",
-            s.fitness,
-            m.stages_run,
-            m.stages_reused
-        );
-        rows.push(row);
-        session.write_frontier(rows)?;
-        Ok(s.fitness)
-    };
+    let bar = progress_bar(opts.progress, budget, search.recorded());
+    let before = search.recorded();
 
-    if !rows.iter().any(|r| r.id == 0) {
+    if !search.rows.iter().any(|r| r.id == 0) {
         bar.set_message("scoring the starting recipe");
-        record(
-            &mut rows,
-            0,
-            0,
-            session.genome.start.clone(),
-            &mut mat,
-            &mut scorer,
-        )?;
-        bar.set_position(rows.len() as u64);
+        search.candidate(0, 0, session.genome.start.clone())?;
+        bar.set_position(search.recorded() as u64);
     }
     let mut start_tok: Option<PathBuf> = None;
     for reference in session.parents()? {
@@ -349,17 +524,29 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         } else {
             if start_tok.is_none() {
                 let recipe = session.recipe(&session.genome.start)?;
-                start_tok = Some(mat.materialize(&recipe)?.output.tokenizer_dir.clone());
+                start_tok = Some(
+                    search
+                        .mat
+                        .materialize(&recipe)?
+                        .output
+                        .tokenizer_dir
+                        .clone(),
+                );
             }
             start_tok.clone().unwrap_or_default()
         };
-        let s = scorer.score_dir(&path, &tok)?;
+        let weights = hash_dir(&path)?;
+        let mut subject = Subject::new(
+            Source::Dir {
+                dir: &path,
+                tokenizer: &tok,
+            },
+            &weights,
+        );
+        let s = search.scorer.score_all(&mut subject, &mut search.cache)?;
         let name = format!("parent:{reference}");
-        let lines: Vec<String> = item_lines(&name, &s)
-            .iter()
-            .filter_map(|l| serde_json::to_string(l).ok())
-            .collect();
-        records::append_lines(&session.dir.items(), &lines)?;
+        search.write_eval(&name, &s.items)?;
+        search.write_items(&name, &s.items)?;
         let row = ParentRow {
             model: reference,
             scores: s.values,
@@ -378,17 +565,29 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         for (k, x) in xs.iter().enumerate() {
             let id = 1 + g * lambda + k as u64;
             let values = session.genome.from_unit(x);
-            if let Some(r) = rows.iter().find(|r| r.id == id) {
-                if r.genes != values {
+            let done = search
+                .rows
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| (&r.genes, r.fitness))
+                .or_else(|| {
+                    search
+                        .raced
+                        .iter()
+                        .find(|r| r.id == id)
+                        .map(|r| (&r.genes, r.told))
+                });
+            if let Some((recorded, value)) = done {
+                if *recorded != values {
                     return Err(Error::Records {
                         path: cpath.clone(),
-                        message: format!("candidate {id} was recorded with genes {:?}, the optimizer asks {values:?}; the run folder does not belong to this search state", r.genes),
+                        message: format!("candidate {id} was recorded with genes {recorded:?}, the optimizer asks {values:?}; the run folder does not belong to this search state"),
                     });
                 }
-                fitness.push(r.fitness);
+                fitness.push(value);
                 continue;
             }
-            if budget.is_some_and(|b| rows.len() as u64 >= b) {
+            if budget.is_some_and(|b| search.recorded() as u64 >= b) {
                 stop = Some(format!(
                     "candidate budget of {} reached",
                     budget.unwrap_or(0)
@@ -402,9 +601,14 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
                 ));
                 break;
             }
-            bar.set_message(best_message(&rows));
-            fitness.push(record(&mut rows, id, g + 1, values, &mut mat, &mut scorer)?);
-            bar.set_position(rows.len() as u64);
+            bar.set_message(format!(
+                "{} · {} items scored, {} from the cache",
+                best_message(&search.rows),
+                search.cache.misses,
+                search.cache.hits
+            ));
+            fitness.push(search.candidate(id, g + 1, values)?);
+            bar.set_position(search.recorded() as u64);
         }
         if let Some(why) = stop {
             break why;
@@ -413,18 +617,57 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         session.save_optimizer(&opt)?;
     };
     bar.finish_and_clear();
-    session.write_frontier(&rows)?;
-    let best = rows
-        .iter()
-        .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
-        .cloned();
+    session.write_frontier(&search.rows)?;
+    let evals = read_evaluations(&session.dir)?;
     Ok(Summary {
-        candidates: rows.len(),
-        new: rows.len() - before,
-        best,
-        start: rows.iter().find(|r| r.id == 0).cloned(),
+        candidates: search.recorded(),
+        new: search.recorded() - before,
+        raced: search.raced.len(),
+        best: best_row(&search.rows).cloned(),
+        start: search.rows.iter().find(|r| r.id == 0).cloned(),
         stopped,
+        spent: spent(&evals),
+        model_items: search.cache.misses,
+        cache_hits: search.cache.hits,
     })
+}
+
+/// Every complete row of `evaluations.csv` (none when the file is absent).
+pub fn read_evaluations(dir: &RunDir) -> Result<Vec<EvalRow>> {
+    let p = dir.evaluations();
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    text.split_inclusive('\n')
+        .skip(1)
+        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+        .map(|l| {
+            EvalRow::parse(l.trim_end()).map_err(|m| Error::Records {
+                path: p.clone(),
+                message: m,
+            })
+        })
+        .collect()
+}
+
+/// Every complete row of `raced.csv` (none when the file is absent).
+pub fn read_raced(dir: &RunDir, genes: usize) -> Result<Vec<RacedRow>> {
+    let p = dir.raced();
+    if !p.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+    text.split_inclusive('\n')
+        .skip(1)
+        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+        .map(|l| {
+            RacedRow::parse(l.trim_end(), genes).map_err(|m| Error::Records {
+                path: p.clone(),
+                message: m,
+            })
+        })
+        .collect()
 }
 
 fn best_message(rows: &[CandidateRow]) -> String {

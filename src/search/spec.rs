@@ -23,11 +23,13 @@
 //!     weight: 1.0
 //!     limit: 50
 //! eval: {dtype: f32, device: cpu, batch_size: 8}
+//! racing: {chunk: 100, confidence: 0.95}   # optional: stop clearly worse candidates early
 //! ```
 use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::{Mapping, Value};
 
+use super::racing::RacingSpec;
 use super::{Error, Result};
 use crate::merge::Compat;
 use crate::recipe::error::closest;
@@ -44,12 +46,14 @@ const TOP_KEYS: &[&str] = &[
     "genes",
     "objectives",
     "eval",
+    "racing",
 ];
 const GENE_KEYS: &[&str] = &["name", "stage", "at", "range", "start"];
 const OBJECTIVE_KEYS: &[&str] = &["task", "name", "split", "metric", "weight", "limit"];
 const OPTIMIZER_KEYS: &[&str] = &["name", "sigma"];
 const BUDGET_KEYS: &[&str] = &["candidates", "minutes"];
 const EVAL_KEYS: &[&str] = &["dtype", "device", "batch_size"];
+const RACING_KEYS: &[&str] = &["chunk", "confidence"];
 
 /// One gene: a number at one or more (tied) places of one stage's document.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +127,8 @@ pub struct SearchSpec {
     pub genes: Vec<GeneSpec>,
     pub objectives: Vec<Objective>,
     pub eval: EvalSettings,
+    /// Paired racing (`None`: every candidate is scored on every item).
+    pub racing: Option<RacingSpec>,
 }
 
 struct Ctx<'a> {
@@ -343,6 +349,36 @@ impl SearchSpec {
                 eval.batch_size = (ctx.uint("eval.batch_size", v)? as usize).max(1);
             }
         }
+        let racing = match get(&top, "racing") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+            Some(Value::String(s)) if s == "off" => None,
+            Some(v) => {
+                let e = ctx.keys("racing", v, RACING_KEYS)?;
+                let chunk = get(&e, "chunk")
+                    .map(|v| ctx.uint("racing.chunk", v))
+                    .transpose()?
+                    .ok_or_else(|| {
+                        ctx.err("racing", "missing `chunk:` (items per look, e.g. 100)")
+                    })?;
+                if chunk == 0 {
+                    return Err(ctx.err("racing.chunk", "must be at least 1"));
+                }
+                let confidence = get(&e, "confidence")
+                    .map(|v| ctx.number("racing.confidence", v))
+                    .transpose()?
+                    .unwrap_or(0.95);
+                if !(confidence > 0.0 && confidence < 1.0) {
+                    return Err(ctx.err(
+                        "racing.confidence",
+                        format!("must be in (0, 1), e.g. 0.95; got {confidence}"),
+                    ));
+                }
+                Some(RacingSpec {
+                    chunk: chunk as usize,
+                    confidence,
+                })
+            }
+        };
         let population = if population == 0 {
             // cma's default: 4 + floor(3 ln n)
             4 + (3.0 * (genes.len().max(1) as f64).ln()).floor() as usize
@@ -363,6 +399,7 @@ impl SearchSpec {
             genes,
             objectives,
             eval,
+            racing,
         })
     }
 }
@@ -571,5 +608,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown optimizer `nsga`"), "{e}");
+        let racing = format!("{GOOD}racing: {{chunk: 40}}\n");
+        let s = SearchSpec::parse(&racing, Path::new("x.yaml")).unwrap();
+        assert_eq!(
+            s.racing,
+            Some(RacingSpec {
+                chunk: 40,
+                confidence: 0.95
+            })
+        );
+        assert_eq!(
+            SearchSpec::parse(GOOD, Path::new("x.yaml")).unwrap().racing,
+            None
+        );
+        let bad = format!("{GOOD}racing: {{chunk: 40, confidence: 1.5}}\n");
+        let e = SearchSpec::parse(&bad, Path::new("x.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("racing.confidence"), "{e}");
     }
 }
