@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lamarck_zoo::build::specialist_name;
-use lamarck_zoo::score::{linear_merge, load_folder, read_items, ties_merge, Greedy};
+use lamarck_zoo::score::{
+    linear_merge, load_folder, read_items, task_arithmetic, ties_merge, Greedy,
+};
 use lamarck_zoo::{BuildOptions, Skill, ZooRecipe};
 
 use crate::zoo as lamarck_zoo;
@@ -20,7 +22,7 @@ pub struct ZooArgs {
 pub enum ZooCommand {
     /// Train the zoo (tokenizer, base, generalist, one specialist per skill) from a seed.
     Build(BuildArgs),
-    /// Greedy exact-match table of every zoo model and two simple merges on a split.
+    /// Greedy exact-match table of every zoo model and three simple merges on a split.
     Score(ScoreArgs),
 }
 
@@ -47,6 +49,10 @@ pub struct BuildArgs {
     /// Specialists trained at the same time, one thread each.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
+    /// Development shortcut: keep the base and generalist already in `--out` when they were
+    /// built from the same seed, shape and trunk phases, and train only the specialists.
+    #[arg(long, hide = true)]
+    pub reuse_trunk: bool,
 }
 
 #[derive(Args, Debug)]
@@ -61,6 +67,9 @@ pub struct ScoreArgs {
     /// TIES density for the TIES merge of the specialists.
     #[arg(long, default_value_t = 0.5)]
     pub ties_density: f64,
+    /// Weight of each specialist's task vector in the task-arithmetic merge.
+    #[arg(long, default_value_t = 0.5)]
+    pub ta_weight: f64,
 }
 
 pub fn run(args: ZooArgs) -> anyhow::Result<()> {
@@ -94,6 +103,7 @@ fn run_build(a: BuildArgs) -> anyhow::Result<()> {
         force: a.force,
         show_progress: true,
         parallel: a.parallel,
+        reuse_trunk: a.reuse_trunk,
     };
     let report = lamarck_zoo::build(&recipe, &opts).context("building the zoo")?;
     for (name, path, loss) in &report.models {
@@ -127,6 +137,11 @@ fn run_score(a: ScoreArgs) -> anyhow::Result<()> {
     rows.push((
         format!("ties(specialists, density {})", a.ties_density),
         ties,
+    ));
+    let ta = task_arithmetic(&models[1].1 .1, &specialists, a.ta_weight)?;
+    rows.push((
+        format!("task_arithmetic(specialists, weight {})", a.ta_weight),
+        ta,
     ));
 
     let mut tasks = Vec::new();

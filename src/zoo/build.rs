@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
@@ -40,14 +40,23 @@ impl ZooRecipe {
                 peak_lr: lr,
                 warmup_steps: scaled(steps / 20).min(scaled(steps)),
                 weight_decay: 0.0,
+                easy: false,
+                replay_skills: Vec::new(),
+                replay_fraction: 0.0,
                 loss_on_prompt,
             };
+        let specialist = |s: Skill| {
+            let mut ph = phase(&specialist_name(s), &[s], SPECIALIST.0, SPECIALIST.1, false);
+            ph.replay_skills = Skill::ALL.iter().copied().filter(|&o| o != s).collect();
+            ph.replay_fraction = SPECIALIST.2;
+            ph
+        };
         ZooRecipe {
             seed,
             shape: ZooShape {
                 vocab_size: 128,
-                hidden_size: 64,
-                intermediate_size: 128,
+                hidden_size: 128,
+                intermediate_size: 256,
                 num_hidden_layers: 3,
                 num_attention_heads: 4,
                 num_key_value_heads: 2,
@@ -55,20 +64,15 @@ impl ZooRecipe {
                 rope_theta: 10000.0,
                 rms_norm_eps: 1e-6,
             },
-            base: phase("base", &Skill::ALL, 2500, 4e-3, true),
-            generalist: phase("generalist", &Skill::ALL, 300, 1e-3, false),
-            specialists: Skill::ALL
-                .iter()
-                .map(|&s| {
-                    (
-                        s,
-                        phase(&format!("specialist-{}", s.name()), &[s], 800, 2e-3, false),
-                    )
-                })
-                .collect(),
+            base: phase("base", &Skill::ALL, 3000, 3e-3, true),
+            generalist: phase("generalist", &Skill::ALL, 600, 1e-3, false),
+            specialists: Skill::ALL.iter().map(|&s| (s, specialist(s))).collect(),
         }
     }
 }
+
+/// Specialist phases: steps, peak LR, fraction of rows replaying the other skills.
+const SPECIALIST: (usize, f64, f64) = (300, 5e-4, 0.3);
 
 /// Where and how to build.
 #[derive(Debug, Clone)]
@@ -80,6 +84,10 @@ pub struct BuildOptions {
     pub show_progress: bool,
     /// Specialists trained at the same time (each on one thread).
     pub parallel: usize,
+    /// Development shortcut: when `out` already holds a base and generalist built from this
+    /// recipe's seed, shape and trunk phases, load them instead of training them again
+    /// (the result is byte-identical, since specialists start from the saved bf16 weights).
+    pub reuse_trunk: bool,
 }
 
 /// What a build produced.
@@ -116,6 +124,11 @@ pub fn build(recipe: &ZooRecipe, opts: &BuildOptions) -> Result<BuildReport> {
         &opts.out.join("tokenizer_config.json"),
         &shared.tokenizer_config_json,
     )?;
+    let reuse = if opts.reuse_trunk {
+        reusable_trunk(&opts.out, recipe)
+    } else {
+        Reuse::default()
+    };
     let recipe_json = serde_json::to_string_pretty(recipe).unwrap_or_default() + "\n";
     write_text(&opts.out.join("recipe.json"), &recipe_json)?;
 
@@ -152,13 +165,31 @@ pub fn build(recipe: &ZooRecipe, opts: &BuildOptions) -> Result<BuildReport> {
     };
     let mut models = Vec::new();
 
-    let base = Params::init(&recipe.shape, recipe.seed)?;
-    let (base_tensors, loss) = ctx.run_phase(&base, &recipe.base, "base")?;
-    models.push(("base".to_string(), opts.out.join("base"), loss));
-
-    let generalist = Params::from_tensors(&base_tensors)?;
-    let (general_tensors, loss) = ctx.run_phase(&generalist, &recipe.generalist, "generalist")?;
-    models.push(("generalist".to_string(), opts.out.join("generalist"), loss));
+    // Each phase starts from the bf16 weights its parent was saved with, so a specialist's
+    // task vector is exactly its difference from the published generalist.
+    let base_tensors = if reuse.base {
+        models.push(("base".to_string(), opts.out.join("base"), f32::NAN));
+        super::score::load_folder(&opts.out.join("base"))?.1
+    } else {
+        let base = Params::init(&recipe.shape, recipe.seed)?;
+        let (base_tensors, loss) = ctx.run_phase(&base, &recipe.base, "base")?;
+        models.push(("base".to_string(), opts.out.join("base"), loss));
+        base_tensors
+    };
+    let general_tensors = if reuse.generalist {
+        models.push((
+            "generalist".to_string(),
+            opts.out.join("generalist"),
+            f32::NAN,
+        ));
+        super::score::load_folder(&opts.out.join("generalist"))?.1
+    } else {
+        let generalist = Params::from_tensors(&base_tensors)?;
+        let (general_tensors, loss) =
+            ctx.run_phase(&generalist, &recipe.generalist, "generalist")?;
+        models.push(("generalist".to_string(), opts.out.join("generalist"), loss));
+        general_tensors
+    };
 
     for group in recipe.specialists.chunks(opts.parallel.max(1)) {
         let results: Vec<Result<(String, f32)>> = std::thread::scope(|scope| {
@@ -229,7 +260,7 @@ impl Ctx<'_> {
             phase.steps,
             started.elapsed().as_secs_f64()
         );
-        let tensors = params.snapshot()?;
+        let tensors = round_bf16(&params.snapshot()?)?;
         write_model(
             &self.opts.out.join(name),
             &self.recipe.shape,
@@ -239,6 +270,39 @@ impl Ctx<'_> {
         )?;
         Ok((tensors, loss))
     }
+}
+
+/// The tensors as they read back from the bf16 file `write_model` writes.
+fn round_bf16(tensors: &BTreeMap<String, Tensor>) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (name, t) in tensors {
+        out.insert(name.clone(), t.to_dtype(DType::BF16)?.to_dtype(DType::F32)?);
+    }
+    Ok(out)
+}
+
+/// Which trunk models `out` already holds, trained from `recipe`'s seed, shape and phases.
+#[derive(Debug, Clone, Copy, Default)]
+struct Reuse {
+    base: bool,
+    generalist: bool,
+}
+
+fn reusable_trunk(out: &Path, recipe: &ZooRecipe) -> Reuse {
+    let Ok(text) = std::fs::read_to_string(out.join("recipe.json")) else {
+        return Reuse::default();
+    };
+    let Ok(old) = serde_json::from_str::<ZooRecipe>(&text) else {
+        return Reuse::default();
+    };
+    let base = old.seed == recipe.seed
+        && old.shape == recipe.shape
+        && old.base == recipe.base
+        && out.join("base/model.safetensors").is_file();
+    let generalist = base
+        && old.generalist == recipe.generalist
+        && out.join("generalist/model.safetensors").is_file();
+    Reuse { base, generalist }
 }
 
 /// Write `<dir>/<skill>.yaml` and `<dir>/<skill>/{dev,test}.jsonl` for every skill.

@@ -191,6 +191,23 @@ pub fn linear_merge(models: &[&BTreeMap<String, Tensor>]) -> Result<BTreeMap<Str
     Ok(out)
 }
 
+/// Task arithmetic (Ilharco et al. 2023): `base + weight · Σ (model − base)`.
+pub fn task_arithmetic(
+    base: &BTreeMap<String, Tensor>,
+    models: &[&BTreeMap<String, Tensor>],
+    weight: f64,
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (name, b) in base {
+        let mut sum = b.zeros_like()?;
+        for m in models {
+            sum = (sum + (tensor(m, name)? - b)?)?;
+        }
+        out.insert(name.clone(), (b + (sum * weight)?)?);
+    }
+    Ok(out)
+}
+
 /// TIES (Yadav et al. 2023) as mergekit runs it with weight 1 and `normalize: true`: task
 /// vectors against `base`, each pruned to its `density` largest magnitudes per tensor, a
 /// per-element sign elected by the summed pruned vectors, and the agreeing entries averaged.

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 
 use super::rng::ZooRng;
+use super::train::Phase;
 
 /// One skill of the zoo.
 #[derive(
@@ -61,26 +62,38 @@ impl Skill {
         }
     }
 
-    /// Draw one item.
+    /// Draw one item of the evaluated distribution.
     pub fn sample(self, rng: &mut ZooRng) -> Item {
+        self.sample_in(rng, false)
+    }
+
+    /// Draw one item; `easy` draws from a narrower range: words of 3–5 letters for
+    /// `reverse` and `sort`, 3–6 for `upper`, sums below 100 for `add`. A phase with `easy`
+    /// trains on it only (tried for the trunk and for replay, see zoo/README.md; the
+    /// shipped recipe does not use it).
+    pub fn sample_in(self, rng: &mut ZooRng, easy: bool) -> Item {
         match self {
             Skill::Add => {
-                let a = number(rng);
-                let b = number(rng);
+                let (a, b) = loop {
+                    let (a, b) = (number(rng), number(rng));
+                    if !easy || a + b < 100 {
+                        break (a, b);
+                    }
+                };
                 Item {
                     prompt: format!("{a}+{b}="),
                     answer: (a + b).to_string(),
                 }
             }
             Skill::Reverse => {
-                let w = word(rng);
+                let w = word(rng, if easy { 5 } else { 7 });
                 Item {
                     prompt: format!("reverse {w}="),
                     answer: w.chars().rev().collect(),
                 }
             }
             Skill::Sort => {
-                let w = word(rng);
+                let w = word(rng, if easy { 5 } else { 7 });
                 let mut sorted: Vec<char> = w.chars().collect();
                 sorted.sort_unstable();
                 Item {
@@ -89,7 +102,11 @@ impl Skill {
                 }
             }
             Skill::Upper => {
-                let n = rng.range(5, 10);
+                let n = if easy {
+                    rng.range(3, 6)
+                } else {
+                    rng.range(5, 10)
+                };
                 let w: String = (0..n)
                     .map(|_| LETTERS[rng.below(LETTERS.len())] as char)
                     .collect();
@@ -107,8 +124,9 @@ fn number(rng: &mut ZooRng) -> u32 {
     rng.below(100) as u32
 }
 
-fn word(rng: &mut ZooRng) -> String {
-    let n = rng.range(3, 7);
+/// 3 to `longest` random lowercase letters.
+fn word(rng: &mut ZooRng, longest: usize) -> String {
+    let n = rng.range(3, longest);
     (0..n)
         .map(|_| LETTERS[rng.below(LETTERS.len())] as char)
         .collect()
@@ -122,7 +140,7 @@ pub struct EvalSplits {
     held_out: BTreeSet<String>,
 }
 
-pub const DEV_ITEMS: usize = 100;
+pub const DEV_ITEMS: usize = 250;
 pub const TEST_ITEMS: usize = 300;
 
 impl EvalSplits {
@@ -184,10 +202,15 @@ fn draw_unique(
 pub struct TrainStream<'a> {
     rng: ZooRng,
     skills: Vec<Skill>,
+    replay_skills: Vec<Skill>,
+    replay_fraction: f64,
+    /// Draw every item (own and replayed skills) from the easy range.
+    easy: bool,
     splits: &'a EvalSplits,
 }
 
 impl<'a> TrainStream<'a> {
+    /// Items drawn uniformly over `skills`.
     pub fn new(
         seed: u64,
         purpose: &str,
@@ -197,14 +220,35 @@ impl<'a> TrainStream<'a> {
         TrainStream {
             rng: ZooRng::new(seed, &format!("train/{purpose}")),
             skills: skills.to_vec(),
+            replay_skills: Vec::new(),
+            replay_fraction: 0.0,
+            easy: false,
             splits,
         }
     }
 
+    /// The stream a training phase draws from: its own skills, and a `replay_fraction` of
+    /// items drawn uniformly over `replay_skills` instead.
+    pub fn for_phase(seed: u64, phase: &Phase, splits: &'a EvalSplits) -> TrainStream<'a> {
+        let mut stream = TrainStream::new(seed, &phase.name, &phase.skills, splits);
+        stream.easy = phase.easy;
+        if !phase.replay_skills.is_empty() && phase.replay_fraction > 0.0 {
+            stream.replay_skills = phase.replay_skills.clone();
+            stream.replay_fraction = phase.replay_fraction;
+        }
+        stream
+    }
+
     pub fn next_item(&mut self) -> (Skill, Item) {
         loop {
-            let skill = self.skills[self.rng.below(self.skills.len())];
-            let item = skill.sample(&mut self.rng);
+            let replay = self.replay_fraction > 0.0 && self.rng.unit() < self.replay_fraction;
+            let pool = if replay {
+                &self.replay_skills
+            } else {
+                &self.skills
+            };
+            let skill = pool[self.rng.below(pool.len())];
+            let item = skill.sample_in(&mut self.rng, self.easy);
             if !self.splits.is_held_out(&item.prompt) {
                 return (skill, item);
             }

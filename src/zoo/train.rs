@@ -23,6 +23,12 @@ pub struct Phase {
     pub peak_lr: f64,
     pub warmup_steps: usize,
     pub weight_decay: f64,
+    /// Draw every item from the skills' easy range (`Skill::sample_in`).
+    pub easy: bool,
+    /// Skills replayed during the phase (a specialist's other skills), so it forgets little.
+    pub replay_skills: Vec<Skill>,
+    /// Fraction of the batch rows drawn from `replay_skills` (0 = none).
+    pub replay_fraction: f64,
     /// Pre-training style: loss on every token of the item (raw text). Otherwise
     /// instruction style: loss on the answer and its newline only.
     pub loss_on_prompt: bool,
@@ -105,7 +111,7 @@ pub fn train(
     progress: &ProgressBar,
 ) -> Result<f32> {
     let twin = Twin::new(shape, params)?;
-    let mut stream = TrainStream::new(seed, &phase.name, &phase.skills, splits);
+    let mut stream = TrainStream::for_phase(seed, phase, splits);
     let opt_params = ParamsAdamW {
         lr: phase.lr_at(0),
         beta1: 0.9,
