@@ -27,7 +27,8 @@ pub struct EvalArgs {
     /// Evaluate only the first N documents of each task.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Sequences per forward pass when scoring choices.
+    /// Prompts generated together (one batch, KV-cached); multiple choice scores all
+    /// choices of a context in one pass against its cached keys and values.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Compute dtype: f32 or bf16.

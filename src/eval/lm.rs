@@ -1,18 +1,17 @@
-//! candle Qwen2 as a scorer: full-sequence log-probabilities, batched with right padding,
-//! and greedy generation with a KV cache.
+//! A Qwen2 model as a scorer: full-sequence log-probabilities, batched with right padding;
+//! continuations scored against a cached context (prefix sharing); batched greedy
+//! generation with a KV cache.
 //!
-//! candle's `ModelForCausalLM` returns only the last position and its attention-mask
-//! argument replaces the causal mask, so this wraps `qwen2::Model` (hidden states), applies
-//! the LM head itself (the embedding matrix when tied), and pads on the right with no mask:
-//! a causal model never looks right, so the real positions of a padded row are computed
-//! exactly as without padding.
+//! The forward pass is [`super::qwen::Qwen2`] (positions, cache and mask are ours to set);
+//! this applies the LM head (the embedding matrix when tied) only where a token is scored
+//! or generated, in f32.
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
-use candle_nn::VarBuilder;
+use candle_core::{DType, Device, Tensor, D};
 use candle_transformers::models::qwen2;
 
+use super::qwen::{LayerKv, Qwen2};
 use super::{Error, Result};
 
 /// Fewest rows any scoring matmul gets (see [`Qwen2Lm::score`]).
@@ -36,9 +35,23 @@ pub struct TokenScores {
     pub is_greedy: bool,
 }
 
+/// Keys and values of a token prefix (batch 1), to score continuations against it.
+#[derive(Debug, Clone, Default)]
+pub struct PrefixCache {
+    tokens: Vec<u32>,
+    kv: Vec<LayerKv>,
+}
+
+impl PrefixCache {
+    /// The tokens whose keys and values are held.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+}
+
 /// A Qwen2 causal language model on one device.
 pub struct Qwen2Lm {
-    model: qwen2::Model,
+    model: Qwen2,
     lm_head: Tensor,
     config: qwen2::Config,
     device: Device,
@@ -62,14 +75,16 @@ impl Qwen2Lm {
         dtype: DType,
         device: &Device,
     ) -> Result<Qwen2Lm> {
+        let mut tensors = tensors;
+        for t in tensors.values_mut() {
+            if t.dtype() != dtype || !t.device().same_device(device) {
+                *t = t.to_dtype(dtype)?.to_device(device)?;
+            }
+        }
+        let model = Qwen2::new(&tensors, config, dtype, device)?;
         let lm_head = match tensors.get("lm_head.weight") {
             Some(t) if !config.tie_word_embeddings => t.clone(),
-            _ => tensors
-                .get("model.embed_tokens.weight")
-                .ok_or_else(|| {
-                    Error::Invalid("tensor `model.embed_tokens.weight` is missing".into())
-                })?
-                .clone(),
+            _ => model.embedding().clone(),
         };
         let want = (config.vocab_size, config.hidden_size);
         if lm_head.dims2()? != want {
@@ -78,9 +93,6 @@ impl Qwen2Lm {
                 lm_head.dims()
             )));
         }
-        let lm_head = lm_head.to_dtype(dtype)?.to_device(device)?;
-        let vb = VarBuilder::from_tensors(tensors, dtype, device);
-        let model = qwen2::Model::new(config, vb)?;
         Ok(Qwen2Lm {
             model,
             lm_head,
@@ -103,58 +115,23 @@ impl Qwen2Lm {
         self.config.max_position_embeddings
     }
 
-    /// Score a batch in one forward pass (rows padded on the right to the longest input).
-    /// Logits are computed only at target positions, in f32.
-    pub fn score(&mut self, batch: &[ScoreRequest]) -> Result<Vec<TokenScores>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        for r in batch {
-            if r.targets.is_empty() || r.targets.len() > r.input.len() {
-                return Err(Error::Invalid(format!(
-                    "score request with {} input and {} target tokens",
-                    r.input.len(),
-                    r.targets.len()
-                )));
-            }
-        }
-        // Padding must not change any real position's numbers. Two reductions depend on
-        // sizes: candle's softmax sums a row in 32-wide SIMD blocks plus a scalar tail, and
-        // gemm computes small products (m·n <= 256, or m = 1) with dot-product kernels that
-        // round differently. A width that is a multiple of PAD_MULTIPLE puts every real key
-        // in the same SIMD lane whatever the padding (zeros add exactly), and an LM head
-        // input of at least MIN_ROWS rows keeps gemm on one path.
-        let longest = batch.iter().map(|r| r.input.len()).max().unwrap_or(0);
-        let width = longest.div_ceil(PAD_MULTIPLE) * PAD_MULTIPLE;
-        let mut ids = Vec::with_capacity(batch.len() * width);
-        for r in batch {
-            ids.extend_from_slice(&r.input);
-            ids.resize(ids.len() + width - r.input.len(), 0u32);
-        }
-        let ids = Tensor::from_vec(ids, (batch.len(), width), &self.device)?;
-        self.model.clear_kv_cache();
-        let hidden = self.model.forward(&ids, 0, None);
-        self.model.clear_kv_cache();
-        let hidden = hidden?.reshape((batch.len() * width, self.config.hidden_size))?;
-        // Gather the hidden states that predict targets: rows [len - n, len) of each sequence.
-        let mut rows = Vec::new();
-        for (b, r) in batch.iter().enumerate() {
-            let start = b * width + r.input.len() - r.targets.len();
-            rows.extend((start..start + r.targets.len()).map(|i| i as u32));
-        }
-        let n_rows = rows.len();
-        rows.resize(n_rows.max(MIN_ROWS), 0);
+    /// f32 log-softmax of the LM head at `rows` of `hidden` (`[n, hidden]`).
+    fn log_probs(&self, hidden: &Tensor, rows: &[u32], min_rows: usize) -> Result<Tensor> {
+        let n = rows.len();
+        let mut rows = rows.to_vec();
+        rows.resize(n.max(min_rows), 0);
         let rows = Tensor::from_vec(rows.clone(), rows.len(), &self.device)?;
         let picked = hidden.index_select(&rows, 0)?;
         let logits = picked.matmul(&self.lm_head.t()?)?;
-        let logits = logits.narrow(0, 0, n_rows)?.to_dtype(DType::F32)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let logits = logits.narrow(0, 0, n)?.to_dtype(DType::F32)?;
+        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+    }
+
+    /// Per-request scores from log-probabilities of their target rows, in order.
+    fn pick(&self, logp: &Tensor, batch: &[ScoreRequest]) -> Result<Vec<TokenScores>> {
         let argmax: Vec<u32> = logp.argmax(D::Minus1)?.to_vec1()?;
-        let mut targets = Vec::with_capacity(n_rows);
-        for r in batch {
-            targets.extend_from_slice(&r.targets);
-        }
-        let targets_t = Tensor::from_vec(targets.clone(), (n_rows, 1), &self.device)?;
+        let targets: Vec<u32> = batch.iter().flat_map(|r| r.targets.clone()).collect();
+        let targets_t = Tensor::from_vec(targets.clone(), (targets.len(), 1), &self.device)?;
         let picked_lp: Vec<f32> = logp.gather(&targets_t, 1)?.squeeze(1)?.to_vec1()?;
         let mut out = Vec::with_capacity(batch.len());
         let mut at = 0;
@@ -170,6 +147,149 @@ impl Qwen2Lm {
         Ok(out)
     }
 
+    fn check_requests(batch: &[ScoreRequest]) -> Result<()> {
+        for r in batch {
+            if r.targets.is_empty() || r.targets.len() > r.input.len() {
+                return Err(Error::Invalid(format!(
+                    "score request with {} input and {} target tokens",
+                    r.input.len(),
+                    r.targets.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Score a batch in one forward pass (rows padded on the right to the longest input),
+    /// every request with its whole input: the reference path that prefix sharing
+    /// ([`Qwen2Lm::score_after`]) is checked against. Logits only at target positions.
+    pub fn score(&mut self, batch: &[ScoreRequest]) -> Result<Vec<TokenScores>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        Self::check_requests(batch)?;
+        // Padding must not change any real position's numbers. Two reductions depend on
+        // sizes: candle's softmax sums a row in 32-wide SIMD blocks plus a scalar tail, and
+        // gemm computes small products (m·n <= 256, or m = 1) with dot-product kernels that
+        // round differently. A width that is a multiple of PAD_MULTIPLE puts every real key
+        // in the same SIMD lane whatever the padding (zeros add exactly), and an LM head
+        // input of at least MIN_ROWS rows keeps gemm on one path.
+        let longest = batch.iter().map(|r| r.input.len()).max().unwrap_or(0);
+        let width = longest.div_ceil(PAD_MULTIPLE) * PAD_MULTIPLE;
+        self.check_length(width, 0)?;
+        let mut ids = Vec::with_capacity(batch.len() * width);
+        for r in batch {
+            ids.extend_from_slice(&r.input);
+            ids.resize(ids.len() + width - r.input.len(), 0u32);
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), width), &self.device)?;
+        let positions: Vec<u32> = (0..batch.len()).flat_map(|_| 0..width as u32).collect();
+        let mask = self.model.mask(1, width, width, |_, i, j| j <= i)?;
+        let (hidden, _) = self.model.forward(&ids, &positions, None, &mask)?;
+        let mut rows = Vec::new();
+        for (b, r) in batch.iter().enumerate() {
+            let start = b * width + r.input.len() - r.targets.len();
+            rows.extend((start..start + r.targets.len()).map(|i| i as u32));
+        }
+        let logp = self.log_probs(&hidden, &rows, MIN_ROWS)?;
+        self.pick(&logp, batch)
+    }
+
+    fn check_length(&self, len: usize, extra: usize) -> Result<()> {
+        if len + extra > self.max_length() {
+            return Err(Error::Invalid(format!(
+                "{len} + {extra} tokens exceed the model's {} positions (max_position_embeddings)",
+                self.max_length()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The keys and values of `tokens`, reusing the part of `cache` that `tokens` starts
+    /// with (a few-shot prefix, a shared context) and running only the rest.
+    pub fn prefix(&mut self, cache: PrefixCache, tokens: &[u32]) -> Result<PrefixCache> {
+        self.check_length(tokens.len(), 0)?;
+        let common = cache
+            .tokens
+            .iter()
+            .zip(tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if common == tokens.len() && common == cache.tokens.len() {
+            return Ok(cache);
+        }
+        let kept: Vec<LayerKv> = if common == 0 {
+            Vec::new()
+        } else {
+            cache
+                .kv
+                .iter()
+                .map(|l| -> Result<LayerKv> {
+                    Ok(LayerKv {
+                        k: l.k.narrow(2, 0, common)?.contiguous()?,
+                        v: l.v.narrow(2, 0, common)?.contiguous()?,
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let rest = &tokens[common..];
+        if rest.is_empty() {
+            return Ok(PrefixCache {
+                tokens: tokens.to_vec(),
+                kv: kept,
+            });
+        }
+        let s = rest.len();
+        let ids = Tensor::from_slice(rest, (1, s), &self.device)?;
+        let positions: Vec<u32> = (common..tokens.len()).map(|p| p as u32).collect();
+        let mask = self
+            .model
+            .mask(1, s, common + s, |_, i, j| j <= common + i)?;
+        let past = (!kept.is_empty()).then_some(kept.as_slice());
+        let (_, kv) = self.model.forward(&ids, &positions, past, &mask)?;
+        Ok(PrefixCache {
+            tokens: tokens.to_vec(),
+            kv,
+        })
+    }
+
+    /// Score requests that continue `prefix`: each request's `input` is what follows the
+    /// prefix tokens, and every position of it predicts a target (`input.len() ==
+    /// targets.len()`). All requests go through the model in one pass against the cached
+    /// keys and values; logits only at target positions.
+    pub fn score_after(
+        &mut self,
+        prefix: &PrefixCache,
+        batch: &[ScoreRequest],
+    ) -> Result<Vec<TokenScores>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        Self::check_requests(batch)?;
+        let p = prefix.tokens.len();
+        let width = batch.iter().map(|r| r.input.len()).max().unwrap_or(0);
+        self.check_length(p, width)?;
+        let mut ids = Vec::with_capacity(batch.len() * width);
+        for r in batch {
+            ids.extend_from_slice(&r.input);
+            ids.resize(ids.len() + width - r.input.len(), 0u32);
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), width), &self.device)?;
+        let positions: Vec<u32> = (0..batch.len())
+            .flat_map(|_| (p..p + width).map(|x| x as u32))
+            .collect();
+        let mask = self.model.mask(1, width, p + width, |_, i, j| j <= p + i)?;
+        let past = (p > 0).then_some(prefix.kv.as_slice());
+        let (hidden, _) = self.model.forward(&ids, &positions, past, &mask)?;
+        let mut rows = Vec::new();
+        for (b, r) in batch.iter().enumerate() {
+            let start = b * width + r.input.len() - r.targets.len();
+            rows.extend((start..start + r.targets.len()).map(|i| i as u32));
+        }
+        let logp = self.log_probs(&hidden, &rows, 0)?;
+        self.pick(&logp, batch)
+    }
+
     /// Greedy decoding of up to `max_new` tokens after `prompt`, with a KV cache.
     /// `stop` sees the generated tokens so far and ends generation when it returns true
     /// (the stopping token is kept; callers trim stop strings from the text).
@@ -179,45 +299,113 @@ impl Qwen2Lm {
         max_new: usize,
         stop: &mut dyn FnMut(&[u32]) -> bool,
     ) -> Result<Vec<u32>> {
-        if prompt.is_empty() {
-            return Err(Error::Invalid("generation needs a non-empty prompt".into()));
-        }
-        if prompt.len() + max_new > self.max_length() {
-            return Err(Error::Invalid(format!(
-                "prompt of {} tokens + {max_new} new tokens exceeds the model's {} positions",
-                prompt.len(),
-                self.max_length()
-            )));
-        }
-        self.model.clear_kv_cache();
-        let result = self.decode_loop(prompt, max_new, stop);
-        self.model.clear_kv_cache();
-        result
+        let mut out =
+            self.generate_greedy_batch(&[prompt.to_vec()], max_new, &mut |_, g| stop(g))?;
+        Ok(out.pop().unwrap_or_default())
     }
 
-    fn decode_loop(
+    /// Greedy decoding of a batch of prompts, each up to `max_new` tokens; `stop(row,
+    /// tokens)` ends row `row` when it returns true (the stopping token is kept).
+    ///
+    /// Prompts are padded on the right and each row keeps its own positions; a mask hides
+    /// every padding key from every row, so a row's tokens are the ones it gets alone (the
+    /// numbers differ only in rounding). Finished rows leave the batch.
+    pub fn generate_greedy_batch(
         &mut self,
-        prompt: &[u32],
+        prompts: &[Vec<u32>],
         max_new: usize,
-        stop: &mut dyn FnMut(&[u32]) -> bool,
-    ) -> Result<Vec<u32>> {
-        let mut generated = Vec::new();
-        let mut input = Tensor::from_slice(prompt, (1, prompt.len()), &self.device)?;
-        let mut offset = 0;
-        while generated.len() < max_new {
-            let seq = input.dim(1)?;
-            let hidden = self.model.forward(&input, offset, None)?;
-            offset += seq;
-            let last = hidden.i((0, seq - 1))?.unsqueeze(0)?;
-            let logits = last.matmul(&self.lm_head.t()?)?.to_dtype(DType::F32)?;
-            let next: u32 = logits.argmax(D::Minus1)?.i(0)?.to_scalar()?;
-            generated.push(next);
-            if stop(&generated) {
+        stop: &mut dyn FnMut(usize, &[u32]) -> bool,
+    ) -> Result<Vec<Vec<u32>>> {
+        let mut out = vec![Vec::new(); prompts.len()];
+        if prompts.is_empty() || max_new == 0 {
+            return Ok(out);
+        }
+        for p in prompts {
+            if p.is_empty() {
+                return Err(Error::Invalid("generation needs a non-empty prompt".into()));
+            }
+            if p.len() + max_new > self.max_length() {
+                return Err(Error::Invalid(format!(
+                    "prompt of {} tokens + {max_new} new tokens exceeds the model's {} positions",
+                    p.len(),
+                    self.max_length()
+                )));
+            }
+        }
+        let b = prompts.len();
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(b * width);
+        for p in prompts {
+            ids.extend_from_slice(p);
+            ids.resize(ids.len() + width - p.len(), 0u32);
+        }
+        let ids = Tensor::from_vec(ids, (b, width), &self.device)?;
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..width as u32).collect();
+        let mask = self.model.mask(1, width, width, |_, i, j| j <= i)?;
+        let (hidden, mut kv) = self.model.forward(&ids, &positions, None, &mask)?;
+        let rows: Vec<u32> = prompts
+            .iter()
+            .enumerate()
+            .map(|(r, p)| (r * width + p.len() - 1) as u32)
+            .collect();
+        let mut next = self.greedy(&hidden, &rows)?;
+        // Rows still generating: (original index, prompt length).
+        let mut active: Vec<(usize, usize)> = prompts.iter().map(Vec::len).enumerate().collect();
+        for step in 0.. {
+            let mut keep = Vec::with_capacity(active.len());
+            for (slot, &(row, _)) in active.iter().enumerate() {
+                out[row].push(next[slot]);
+                if !(out[row].len() >= max_new || stop(row, &out[row])) {
+                    keep.push(slot);
+                }
+            }
+            if keep.is_empty() {
                 break;
             }
-            input = Tensor::from_slice(&[next], (1, 1), &self.device)?;
+            if keep.len() < active.len() {
+                let idx = Tensor::from_vec(
+                    keep.iter().map(|&s| s as u32).collect::<Vec<_>>(),
+                    keep.len(),
+                    &self.device,
+                )?;
+                kv = kv
+                    .iter()
+                    .map(|l| -> Result<LayerKv> {
+                        Ok(LayerKv {
+                            k: l.k.index_select(&idx, 0)?,
+                            v: l.v.index_select(&idx, 0)?,
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                active = keep.iter().map(|&s| active[s]).collect();
+                next = keep.iter().map(|&s| next[s]).collect();
+            }
+            // Keys: `width` prompt slots (row r's first len_r are real), then `step + 1`
+            // generated ones.
+            let a = active.len();
+            let t = width + step + 1;
+            let ids = Tensor::from_vec(next.clone(), (a, 1), &self.device)?;
+            let positions: Vec<u32> = active.iter().map(|&(_, n)| (n + step) as u32).collect();
+            let lens: Vec<usize> = active.iter().map(|&(_, n)| n).collect();
+            let mask = self
+                .model
+                .mask(a, 1, t, |r, _, j| j < lens[r] || j >= width)?;
+            let (hidden, new_kv) = self.model.forward(&ids, &positions, Some(&kv), &mask)?;
+            kv = new_kv;
+            let rows: Vec<u32> = (0..a as u32).collect();
+            next = self.greedy(&hidden, &rows)?;
         }
-        Ok(generated)
+        Ok(out)
+    }
+
+    /// Arg-max token of the LM head at `rows` of `hidden`.
+    fn greedy(&self, hidden: &Tensor, rows: &[u32]) -> Result<Vec<u32>> {
+        let idx = Tensor::from_slice(rows, rows.len(), &self.device)?;
+        let logits = hidden
+            .index_select(&idx, 0)?
+            .matmul(&self.lm_head.t()?)?
+            .to_dtype(DType::F32)?;
+        Ok(logits.argmax(D::Minus1)?.to_vec1()?)
     }
 }
 

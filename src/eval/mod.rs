@@ -7,7 +7,9 @@
 //!
 //! - [`config`]: `config.json` → candle's `qwen2::Config`.
 //! - [`weights`]: shards → in-memory tensors (the one door for disk and merged tensors).
-//! - [`lm`]: [`Qwen2Lm`]: batched log-probabilities and greedy generation.
+//! - [`qwen`]: Qwen2's forward pass with explicit positions, KV cache and mask.
+//! - [`lm`]: [`Qwen2Lm`]: log-probabilities (whole sequences, or continuations against a
+//!   cached context) and batched greedy generation.
 //! - [`tokenizer`]: `tokenizer.json` + `tokenizer_config.json` (EOS, chat template).
 //! - [`requests`]: lm-eval's log-likelihood requests (context/continuation split, batching).
 //! - [`task`]: the lm-eval task YAML subset, its data files and Jinja templates.
@@ -16,6 +18,7 @@
 pub mod config;
 pub mod error;
 pub mod lm;
+pub mod qwen;
 pub mod requests;
 pub mod run;
 pub mod score;
@@ -24,5 +27,5 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use error::{Error, Result};
-pub use lm::{parse_device, parse_dtype, Qwen2Lm, ScoreRequest, TokenScores};
+pub use lm::{parse_device, parse_dtype, PrefixCache, Qwen2Lm, ScoreRequest, TokenScores};
 pub use tokenizer::TextTokenizer;

@@ -4,7 +4,14 @@
 //! the continuation, the pair is encoded whole and the context's tokens are cut off, so the
 //! continuation tokens are exactly those the whole string tokenizes to. An empty context is
 //! replaced by the EOS token. Inputs longer than the model are truncated on the left.
-use super::lm::{Qwen2Lm, ScoreRequest};
+//!
+//! Scoring shares prefixes: requests with the same tokens before their first scored
+//! position (an item's context, for every choice) run that prefix once and their
+//! continuations together against its KV cache; consecutive prefixes reuse their common
+//! start (a shared few-shot block). [`score_requests`] is the whole-sequence reference.
+use std::collections::HashMap;
+
+use super::lm::{PrefixCache, Qwen2Lm, ScoreRequest};
 use super::tokenizer::TextTokenizer;
 use super::{Error, Result};
 
@@ -73,14 +80,15 @@ pub fn score_request(
     })
 }
 
-/// Log-likelihoods of `pairs` (context, continuation) in order, scored `batch_size` at a
-/// time, longest first (as lm-eval, so padding is small). `progress` is called with the
-/// number of requests done after each batch.
+/// Log-likelihoods of `pairs` (context, continuation) in order, prefix-shared (see
+/// [`score_requests_shared`]). `batch_size` does not change the grouping: the choices of
+/// one context always go through the model together, so results do not depend on it.
+/// `progress` is called with the number of requests done after each group.
 pub fn loglikelihoods(
     lm: &mut Qwen2Lm,
     tok: &TextTokenizer,
     pairs: &[(String, String)],
-    batch_size: usize,
+    _batch_size: usize,
     progress: &mut dyn FnMut(usize),
 ) -> Result<Vec<Loglikelihood>> {
     let mut reqs = Vec::with_capacity(pairs.len());
@@ -88,10 +96,71 @@ pub fn loglikelihoods(
         let (c, k) = encode_pair(tok, ctx, cont)?;
         reqs.push(score_request(&c, &k, tok.eos_id, lm.max_length())?);
     }
-    score_requests(lm, &reqs, batch_size, progress)
+    score_requests_shared(lm, &reqs, progress)
 }
 
-/// Score token-level requests in batches, longest first; results in input order.
+/// Most continuations scored in one pass against a prefix (bounds memory; a fixed number,
+/// so results never depend on `--batch-size`).
+const MAX_CONTINUATIONS: usize = 64;
+
+/// Score token-level requests with prefix sharing; results in input order. Requests are
+/// grouped by the tokens before their first scored position (in order of first
+/// appearance); each group's prefix runs once, reusing what it shares with the previous
+/// group's, and its continuations are scored together against that cache.
+pub fn score_requests_shared(
+    lm: &mut Qwen2Lm,
+    reqs: &[ScoreRequest],
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<Loglikelihood>> {
+    let mut groups: Vec<(&[u32], Vec<usize>)> = Vec::new();
+    let mut index: HashMap<&[u32], usize> = HashMap::new();
+    for (i, r) in reqs.iter().enumerate() {
+        let split = r.input.len().checked_sub(r.targets.len()).ok_or_else(|| {
+            Error::Invalid(format!(
+                "score request with {} input and {} target tokens",
+                r.input.len(),
+                r.targets.len()
+            ))
+        })?;
+        let prefix = &r.input[..split];
+        let g = *index.entry(prefix).or_insert_with(|| {
+            groups.push((prefix, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
+    }
+    let mut out: Vec<Option<Loglikelihood>> = vec![None; reqs.len()];
+    let mut cache = PrefixCache::default();
+    for (prefix, members) in groups {
+        cache = lm.prefix(cache, prefix)?;
+        for chunk in members.chunks(MAX_CONTINUATIONS) {
+            let batch: Vec<ScoreRequest> = chunk
+                .iter()
+                .map(|&i| ScoreRequest {
+                    input: reqs[i].input[prefix.len()..].to_vec(),
+                    targets: reqs[i].targets.clone(),
+                })
+                .collect();
+            let scores = lm.score_after(&cache, &batch)?;
+            for (&i, s) in chunk.iter().zip(scores) {
+                out[i] = Some(loglikelihood(s));
+            }
+            progress(chunk.len());
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+fn loglikelihood(s: super::lm::TokenScores) -> Loglikelihood {
+    Loglikelihood {
+        logprob: s.logprobs.iter().map(|&x| x as f64).sum(),
+        is_greedy: s.is_greedy,
+        token_logprobs: s.logprobs,
+    }
+}
+
+/// Score token-level requests in batches, longest first, each with its whole input (the
+/// reference for prefix sharing, and what lm-eval does); results in input order.
 pub fn score_requests(
     lm: &mut Qwen2Lm,
     reqs: &[ScoreRequest],
@@ -111,11 +180,7 @@ pub fn score_requests(
         let batch: Vec<ScoreRequest> = chunk.iter().map(|&i| reqs[i].clone()).collect();
         let scores = lm.score(&batch)?;
         for (&i, s) in chunk.iter().zip(scores) {
-            out[i] = Some(Loglikelihood {
-                logprob: s.logprobs.iter().map(|&x| x as f64).sum(),
-                is_greedy: s.is_greedy,
-                token_logprobs: s.logprobs,
-            });
+            out[i] = Some(loglikelihood(s));
         }
         progress(chunk.len());
     }

@@ -26,6 +26,8 @@ pub struct EvalOptions {
     pub split: Option<String>,
     /// Evaluate only the first N documents.
     pub limit: Option<usize>,
+    /// Prompts per generation batch (multiple choice scores all choices of a context in
+    /// one pass, whatever this is).
     pub batch_size: usize,
     /// Wrap each prompt in the tokenizer's chat template (one user turn).
     pub apply_chat_template: bool,
@@ -156,6 +158,7 @@ pub fn evaluate_task_items(
             until,
             *max_gen_toks,
             has_choices,
+            opts.batch_size,
         )?,
     };
     let mut metrics = BTreeMap::new();
@@ -274,6 +277,7 @@ fn generate(
     until: &[String],
     max_gen_toks: usize,
     has_choices: bool,
+    batch_size: usize,
 ) -> Result<(Vec<String>, Vec<ItemRecord>)> {
     let mut stops: Vec<String> = until.to_vec();
     if let Some(eos) = tok.eos_id {
@@ -296,8 +300,8 @@ fn generate(
             order.push(format!("{}{suffix}", m.name));
         }
     }
-    let bar = progress(docs.len() as u64, &task.name);
-    let mut records = Vec::new();
+    let mut targets = Vec::with_capacity(docs.len());
+    let mut inputs = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         let target = match templates.target(&task.doc_to_target, doc, doc_ids[i], has_choices)? {
             Target::Text(t) => t,
@@ -310,6 +314,7 @@ fn generate(
                 None => idx.to_string(),
             },
         };
+        targets.push(target);
         let mut ids = tok.encode(&prompts[i])?;
         let room = lm.max_length().saturating_sub(max_gen_toks).max(1);
         if ids.len() > room {
@@ -318,9 +323,19 @@ fn generate(
         if ids.is_empty() {
             ids.extend(tok.eos_id);
         }
-        let eos = tok.eos_id;
-        let mut stop_check = |gen: &[u32]| -> bool {
-            if gen.last().copied() == eos && eos.is_some() {
+        inputs.push(ids);
+    }
+    // Longest prompts first (as lm-eval), so a batch's rows have similar lengths; each
+    // row's output is the one it gets alone, so the order changes no result.
+    let mut by_length: Vec<usize> = (0..docs.len()).collect();
+    by_length.sort_by(|&a, &b| inputs[b].len().cmp(&inputs[a].len()).then(a.cmp(&b)));
+    let eos = tok.eos_id;
+    let bar = progress(docs.len() as u64, &task.name);
+    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); docs.len()];
+    for chunk in by_length.chunks(batch_size.max(1)) {
+        let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| inputs[i].clone()).collect();
+        let mut stop_check = |_: usize, gen: &[u32]| -> bool {
+            if eos.is_some() && gen.last().copied() == eos {
                 return true;
             }
             let text = tok.decode(gen, false).unwrap_or_default();
@@ -328,7 +343,14 @@ fn generate(
                 .iter()
                 .any(|s| !s.is_empty() && text.contains(s.as_str()))
         };
-        let gen_ids = lm.generate_greedy(&ids, max_gen_toks, &mut stop_check)?;
+        let out = lm.generate_greedy_batch(&batch, max_gen_toks, &mut stop_check)?;
+        for (&i, g) in chunk.iter().zip(out) {
+            generated[i] = g;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    let mut records = Vec::new();
+    for (i, (target, gen_ids)) in targets.into_iter().zip(generated).enumerate() {
         let text = cut_at_stops(&tok.decode(&gen_ids, true)?, &stops);
         let mut metrics = BTreeMap::new();
         for m in &task.metrics {
@@ -351,7 +373,6 @@ fn generate(
             generated: Some(text),
             metrics,
         });
-        bar.inc(1);
     }
     bar.finish_and_clear();
     Ok((order, records))
