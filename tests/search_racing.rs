@@ -133,7 +133,13 @@ fn racing_stops_a_clearly_worse_candidate_early_and_never_an_equal_one() {
         "the incumbent's twin was stopped"
     );
     // one item better here and there is never "behind"
-    let better = |o: usize, d: usize| if d % 9 == 0 { 1.0 } else { incumbent(o, d) };
+    let better = |o: usize, d: usize| {
+        if d.is_multiple_of(9) {
+            1.0
+        } else {
+            incumbent(o, d)
+        }
+    };
     assert_eq!(run(&better), (total, false));
 }
 

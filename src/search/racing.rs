@@ -51,8 +51,11 @@ pub fn order(counts: &[usize], seed: u64) -> Vec<(usize, usize)> {
     keyed.into_iter().map(|(_, o, d)| (o, d)).collect()
 }
 
+/// Racing chunks: each a list of (objective, ascending doc ids).
+pub type Chunks = Vec<Vec<(usize, Vec<usize>)>>;
+
 /// The order cut into chunks, each chunk grouped by objective with ascending doc ids.
-pub fn chunks(order: &[(usize, usize)], chunk: usize) -> Vec<Vec<(usize, Vec<usize>)>> {
+pub fn chunks(order: &[(usize, usize)], chunk: usize) -> Chunks {
     order
         .chunks(chunk.max(1))
         .map(|c| {

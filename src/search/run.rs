@@ -15,7 +15,9 @@ use super::frontier::pareto;
 use super::genes::Genome;
 use super::materialize::{hash_dir, Materializer};
 use super::optimizer::Optimizer;
-use super::racing::{self, raced_header, spent, EvalRow, Race, RacedRow, Spent, EVAL_HEADER};
+use super::racing::{
+    self, raced_header, spent, Chunks, EvalRow, Race, RacedRow, Spent, EVAL_HEADER,
+};
 use super::random::RandomSearch;
 use super::records::{self, CandidateRow, ParentRow, RunDir, RunInfo};
 use super::score::{ItemResult, Scorer, Source, Subject};
@@ -246,6 +248,9 @@ pub fn best_row(rows: &[CandidateRow]) -> Option<&CandidateRow> {
         .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
 }
 
+/// Scores per (objective, doc id).
+type ItemScores = HashMap<(usize, usize), f64>;
+
 /// The loop's state.
 struct Search<'s> {
     session: &'s Session,
@@ -257,9 +262,9 @@ struct Search<'s> {
     /// Items of the full dev set.
     total: usize,
     /// Racing chunks (None: full evaluation).
-    chunks: Option<Vec<Vec<(usize, Vec<usize>)>>>,
+    chunks: Option<Chunks>,
     /// The incumbent's id and its score per (objective, doc id).
-    incumbent: Option<(u64, HashMap<(usize, usize), f64>)>,
+    incumbent: Option<(u64, ItemScores)>,
 }
 
 impl Search<'_> {
@@ -286,13 +291,15 @@ impl Search<'_> {
     }
 
     /// The incumbent's per-item scores (from the cache; re-scored if the cache lost them).
-    fn incumbent_scores(&mut self, inc: &CandidateRow) -> Result<HashMap<(usize, usize), f64>> {
+    fn incumbent_scores(&mut self, inc: &CandidateRow) -> Result<ItemScores> {
         if let Some((id, map)) = &self.incumbent {
             if *id == inc.id {
                 return Ok(map.clone());
             }
         }
         let want = self.scorer.all_items()?;
+        // re-reading a scored candidate's items is no cache hit of the search
+        let hits = self.cache.hits;
         let mut subject = Subject::new(Source::CacheOnly, &inc.hash);
         let items = match self
             .scorer
@@ -307,7 +314,8 @@ impl Search<'_> {
                     .score_items(&mut subject, &want, &mut self.cache)?
             }
         };
-        let map: HashMap<(usize, usize), f64> = items
+        self.cache.hits = hits;
+        let map: ItemScores = items
             .iter()
             .map(|r| ((r.objective, r.doc_id), r.score))
             .collect();
