@@ -2,58 +2,10 @@
 //! by tensor with mergekit 0.1.5's output: f32 |a−b| ≤ 1e-6 + 1e-5·|b|, bf16 ≥ 99.9% of each
 //! tensor's elements within 2 ulps. Covers the whole pipeline: recipe parsing, gradients,
 //! filters, slices, layer renumbering, multi-document stages, kernels and writing.
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use safetensors::SafeTensors;
-
-type Tensors = BTreeMap<String, Vec<f32>>;
-
-fn read_file(path: &Path, into: &mut Tensors) {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    for (name, v) in st.tensors() {
-        let data = match v.dtype() {
-            safetensors::Dtype::F32 => v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            safetensors::Dtype::BF16 => v
-                .data()
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => panic!("{name}: unexpected dtype {other:?}"),
-        };
-        into.insert(name, data);
-    }
-}
-
-/// Every tensor of a model folder (single file or shards).
-fn read_dir(dir: &Path) -> Tensors {
-    let mut t = Tensors::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "safetensors") {
-            read_file(&path, &mut t);
-        }
-    }
-    t
-}
-
-fn bf16_ulps(a: f32, b: f32) -> u32 {
-    let key = |x: f32| {
-        let bits = half::bf16::from_f32(x).to_bits() as i32;
-        if bits & 0x8000 != 0 {
-            -(bits & 0x7fff)
-        } else {
-            bits
-        }
-    };
-    (key(a) - key(b)).unsigned_abs()
-}
+use crate::support::tensors::{bf16_ulps, read_file, read_tensors, Tensors};
 
 /// Mismatch descriptions for one case (empty when it matches).
 fn check(case: &str) -> Vec<String> {
@@ -75,9 +27,8 @@ fn check(case: &str) -> Vec<String> {
             String::from_utf8_lossy(&res.stderr)
         )];
     }
-    let ours = read_dir(&out);
-    let mut want = Tensors::new();
-    read_file(&dir.join("expected.safetensors"), &mut want);
+    let ours = read_tensors(&out);
+    let want = read_file(&dir.join("expected.safetensors"));
     let bf16 = case.ends_with("bf16");
     let mut problems = Vec::new();
     // Qwen2, 4 layers × 12 tensors + embed, norm, lm_head.
@@ -93,8 +44,10 @@ fn check(case: &str) -> Vec<String> {
     for name in ours.keys().filter(|k| !want.contains_key(*k)) {
         problems.push(format!("{case}: {name} not in mergekit's output"));
     }
-    for (name, w) in &want {
-        let Some(o) = ours.get(name) else { continue };
+    for (name, (_, w)) in &want {
+        let Some((_, o)) = ours.get(name) else {
+            continue;
+        };
         if o.len() != w.len() {
             problems.push(format!(
                 "{case}: {name} has {} elements, mergekit {}",
@@ -172,7 +125,7 @@ fn run_seeded(case: &str, seed: u64, threads: usize) -> Tensors {
         "{case}: {}",
         String::from_utf8_lossy(&res.stderr)
     );
-    read_dir(&out)
+    read_tensors(&out)
 }
 
 /// (fraction of elements changed from the base, sd of the change, L1 of the change) over
@@ -180,7 +133,7 @@ fn run_seeded(case: &str, seed: u64, threads: usize) -> Tensors {
 fn change_stats(out: &Tensors, base: &Tensors) -> (f64, f64, f64) {
     let d: Vec<f64> = base
         .iter()
-        .flat_map(|(name, b)| out[name].iter().zip(b).map(|(o, b)| (o - b) as f64))
+        .flat_map(|(name, (_, b))| out[name].1.iter().zip(b).map(|(o, b)| (o - b) as f64))
         .collect();
     let n = d.len() as f64;
     let changed = d.iter().filter(|x| **x != 0.0).count() as f64 / n;
@@ -207,12 +160,11 @@ fn dare_and_della_merges_agree_with_mergekit_statistically_and_reproduce() {
         let recipe: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("recipe.yaml")).unwrap())
                 .unwrap();
-        let base = read_dir(&root.join(recipe["base_model"].as_str().unwrap()));
+        let base = read_tensors(&root.join(recipe["base_model"].as_str().unwrap()));
         let theirs: Vec<(f64, f64, f64)> = [1, 2]
             .iter()
             .map(|s| {
-                let mut t = Tensors::new();
-                read_file(&dir.join(format!("expected-seed{s}.safetensors")), &mut t);
+                let t = read_file(&dir.join(format!("expected-seed{s}.safetensors")));
                 change_stats(&t, &base)
             })
             .collect();
@@ -230,7 +182,7 @@ fn dare_and_della_merges_agree_with_mergekit_statistically_and_reproduce() {
         eprintln!(
             "{case}: changed fraction mergekit {cm:.4} lamarck {co:.4}; sd {sm:.5} / {so:.5}; L1 {lm:.3} / {lo:.3}"
         );
-        let n: f64 = base.values().map(|b| b.len() as f64).sum();
+        let n: f64 = base.values().map(|(_, b)| b.len() as f64).sum();
         let bound = 5.0 * (cm * (1.0 - cm) / n).sqrt();
         assert!(
             (co - cm).abs() < bound,

@@ -4,41 +4,15 @@
 //! This checks the kernels on real checkpoint layouts (every Qwen2 tensor, f32 and bf16,
 //! through mergekit's whole pipeline) independently of the recipe/plan/runner code; the
 //! `lamarck merge` end-to-end test covers the rest (gradients, slices, multi-stage).
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use lamarck::merge::methods::{lookup, merge_tensor, ModelTensor, Params, TensorJob};
 use lamarck::merge::rng::RngKey;
 use lamarck::merge::Compat;
 use lamarck::model::DType;
-use safetensors::SafeTensors;
 use serde_yaml_ng::Value;
 
-type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
-
-fn read(path: &Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(name, v)| {
-            let data = match v.dtype() {
-                safetensors::Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                safetensors::Dtype::BF16 => v
-                    .data()
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                other => panic!("{other:?}"),
-            };
-            (name, (v.shape().to_vec(), data))
-        })
-        .collect()
-}
+use crate::support::tensors::{bf16_ulps, read_file, Tensors};
 
 fn scalar_params(v: Option<&Value>) -> Params {
     let mut p = Params::new();
@@ -53,18 +27,6 @@ fn scalar_params(v: Option<&Value>) -> Params {
         }
     }
     p
-}
-
-fn bf16_ulps(a: f32, b: f32) -> u32 {
-    let key = |x: f32| {
-        let bits = half::bf16::from_f32(x).to_bits() as i32;
-        if bits & 0x8000 != 0 {
-            -(bits & 0x7fff)
-        } else {
-            bits
-        }
-    };
-    (key(a) - key(b)).unsigned_abs()
 }
 
 /// Replay one case; returns (elements compared, elements beyond tolerance).
@@ -91,12 +53,12 @@ fn replay(case: &str) -> (usize, usize) {
         })
         .filter(|(path, _)| Some(path.as_str()) != base_path)
         .collect();
-    let base = base_path.map(|p| read(&root.join(p).join("model.safetensors")));
+    let base = base_path.map(|p| read_file(&root.join(p).join("model.safetensors")));
     let inputs: Vec<Tensors> = models
         .iter()
-        .map(|(p, _)| read(&root.join(p).join("model.safetensors")))
+        .map(|(p, _)| read_file(&root.join(p).join("model.safetensors")))
         .collect();
-    let expected = read(&dir.join("expected.safetensors"));
+    let expected = read_file(&dir.join("expected.safetensors"));
     let (mut total, mut bad) = (0, 0);
     for (name, (shape, want)) in &expected {
         let job = TensorJob {

@@ -17,6 +17,8 @@ use lamarck::model::DType;
 use safetensors::SafeTensors;
 use serde_json::Value;
 
+use crate::support::tensors::bf16_ulps;
+
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/kernels");
 
 struct Golden {
@@ -115,19 +117,6 @@ fn run(g: &Golden, case: &Value, seed: u64) -> Vec<f32> {
     };
     let method = lookup(case["method"].as_str().unwrap()).unwrap();
     merge_tensor(method, &job).unwrap_or_else(|e| panic!("{}: {e}", case["name"]))
-}
-
-/// Distance in bf16 ulps between two bf16-representable values.
-fn bf16_ulps(a: f32, b: f32) -> u32 {
-    let key = |x: f32| {
-        let bits = half::bf16::from_f32(x).to_bits() as i32;
-        if bits & 0x8000 != 0 {
-            -(bits & 0x7fff)
-        } else {
-            bits
-        }
-    };
-    (key(a) - key(b)).unsigned_abs()
 }
 
 #[test]

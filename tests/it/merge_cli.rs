@@ -1,9 +1,9 @@
 //! `lamarck merge` as a user runs it: outputs, error paths, determinism, stage reuse.
-mod merge_support;
-
 use std::path::Path;
 
-use merge_support::{lamarck, max_bf16_ulps, read_tensors, write_model, write_model_map, Shape};
+use crate::support::cmd::lamarck;
+use crate::support::merge::{write_model, write_model_map, Shape};
+use crate::support::tensors::{max_bf16_ulps, read_tensors};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -1,11 +1,11 @@
 //! The whole pipeline against mergekit 0.1.5 (`mergekit-multi`): a two-stage recipe with
 //! slices, layer renumbering, gradients, filters and slice/source-level parameters, on
 //! committed tiny f32 models. Goldens made by tools/golden/pipeline.py.
-mod merge_support;
-
 use std::path::Path;
 
-use merge_support::{lamarck, read_tensors, write_model_map};
+use crate::support::cmd::lamarck;
+use crate::support::merge::write_model_map;
+use crate::support::tensors::read_tensors;
 
 fn compare(ours: &Path, golden: &Path) {
     let bytes = std::fs::read(golden).unwrap();

@@ -1,13 +1,11 @@
 //! The Lamarck-14B-v0.3 recipe, unedited (issue 3 item 4): dry-run on 14B-shaped
 //! header-only stand-ins, and a real run on 48-layer tiny stand-ins checked for what the
 //! recipe means.
-mod merge_support;
-
 use std::path::{Path, PathBuf};
 
-use merge_support::{
-    lamarck, max_bf16_ulps, read_tensors, write_header_only, write_model, write_model_map, Shape,
-};
+use crate::support::cmd::lamarck;
+use crate::support::merge::{write_header_only, write_model, write_model_map, Shape};
+use crate::support::tensors::{max_bf16_ulps, read_tensors};
 
 /// Every Hugging Face id the recipe names.
 const IDS: &[&str] = &[

@@ -1,12 +1,12 @@
 //! The in-memory sink (used by the search to materialize candidates without disk) gives
 //! exactly what `lamarck merge` writes: same planner, same runner, only the sink differs.
-mod merge_support;
-
+use crate::support::cmd::lamarck;
+use crate::support::merge::{write_model, write_model_map, Shape};
+use crate::support::tensors::read_tensors;
 use lamarck::merge::run::{run, MemorySink, RunOptions, TensorSource};
 use lamarck::model::{Architecture, ModelDir};
 use lamarck::plan::{self, InputModel};
 use lamarck::recipe::Recipe;
-use merge_support::{lamarck, read_tensors, write_model, write_model_map, Shape};
 
 #[test]
 fn memory_sink_equals_the_written_folder() {

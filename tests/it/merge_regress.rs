@@ -1,59 +1,10 @@
 //! Regressions found by the differential tester (tools/difftest): `lamarck merge` against
 //! mergekit 0.1.5 goldens in tests/golden/regress/<case>/ (fixtures and goldens written by
 //! `HF_HUB_OFFLINE=1 /work/pyenv/bin/python tools/difftest/regress.py`).
-mod merge_support;
-
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use merge_support::lamarck;
-
-struct Tensor {
-    dtype: safetensors::Dtype,
-    shape: Vec<usize>,
-    data: Vec<f32>,
-}
-
-fn read(dir: &Path) -> BTreeMap<String, Tensor> {
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_none_or(|x| x != "safetensors") {
-            continue;
-        }
-        let bytes = std::fs::read(&p).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        for (name, v) in st.tensors() {
-            let data = match v.dtype() {
-                safetensors::Dtype::F32 => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                safetensors::Dtype::BF16 => v
-                    .data()
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                safetensors::Dtype::F16 => v
-                    .data()
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                d => panic!("{name}: unexpected dtype {d:?}"),
-            };
-            out.insert(
-                name,
-                Tensor {
-                    dtype: v.dtype(),
-                    shape: v.shape().to_vec(),
-                    data,
-                },
-            );
-        }
-    }
-    out
-}
+use crate::support::cmd::lamarck;
+use crate::support::tensors::read_tensors_typed;
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -70,8 +21,8 @@ fn merge(case: &str, tmp: &Path) -> PathBuf {
 
 /// Every tensor equal to mergekit's (f32: |a−b| ≤ 1e-6 + 1e-5·|b|), same names, shapes, dtypes.
 fn assert_matches_golden(case: &str, out: &Path) {
-    let got = read(out);
-    let want = read(&Path::new("tests/golden/regress").join(case));
+    let got = read_tensors_typed(out);
+    let want = read_tensors_typed(&Path::new("tests/golden/regress").join(case));
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),

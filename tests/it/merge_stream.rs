@@ -2,17 +2,15 @@
 //! what the whole-tensor reference kernels give, for every method that has a streamed form,
 //! both compute dtypes, several block sizes and thread counts. Tensors here span several
 //! reduction chunks (65,536 elements), so the block boundaries really cut them.
-mod merge_support;
-
 use std::collections::BTreeMap;
 
+use crate::support::merge::{write_model, Shape};
 use lamarck::merge::ops::CHUNK;
 use lamarck::merge::run::{run, MemorySink, RunOptions, TensorSource};
 use lamarck::merge::Compat;
 use lamarck::model::{Architecture, ModelDir};
 use lamarck::plan::{self, InputModel};
 use lamarck::recipe::Recipe;
-use merge_support::{write_model, Shape};
 
 /// Vocabulary 1200 × hidden 128 (2.3 chunks), MLP 640 × 128 (1.25 chunks).
 fn shape() -> Shape {

@@ -1,11 +1,9 @@
 //! The stage cache: a candidate that changes only the SLERP genes re-merges only the SLERP
 //! stage and what follows; the DELLA stage comes from memory, with identical weights.
-mod search_support;
-
+use crate::support::search::search_file;
 use lamarck::search::genes::Genome;
 use lamarck::search::materialize::Materializer;
 use lamarck::search::SearchSpec;
-use search_support::search_file;
 
 #[test]
 fn only_stages_downstream_of_a_changed_gene_are_merged_again() {

@@ -1,12 +1,9 @@
 //! `lamarck evolve --dry-run` on the shipped Lamarck-v0.3 search, with header-only 14B
 //! stand-ins for its nine models: genes validated against the real recipe, five stages
 //! planned, the search space and per-candidate cost printed, nothing written.
-#[path = "merge_support/mod.rs"]
-mod merge_support;
-mod search_support;
-
-use merge_support::{write_header_only, write_model_map, Shape};
-use search_support::{lamarck, repo};
+use crate::support::cmd::lamarck_in;
+use crate::support::merge::{write_header_only, write_model_map, Shape};
+use crate::support::repo;
 
 const IDS: &[&str] = &[
     "Qwen/Qwen2.5-14B",
@@ -32,7 +29,7 @@ fn lamarck_v0_3_search_passes_dry_run_on_14b_headers() {
     let map = tmp.path().join("map.yaml");
     write_model_map(&map, &entries);
     let search = repo().join("searches/lamarck-v0.3.yaml");
-    let (ok, out, err) = lamarck(
+    let (ok, out, err) = lamarck_in(
         &[
             "evolve",
             search.to_str().unwrap(),
@@ -83,7 +80,7 @@ fn dry_run_refuses_a_gene_that_names_no_place_in_the_recipe() {
         );
     let search = tmp.path().join("bad.yaml");
     std::fs::write(&search, text).unwrap();
-    let (ok, _, err) = lamarck(
+    let (ok, _, err) = lamarck_in(
         &["evolve", search.to_str().unwrap(), "--dry-run"],
         tmp.path(),
     );
@@ -103,7 +100,7 @@ fn zoo_demo_search_validates_and_plans_when_the_zoo_is_present() {
     assert_eq!(recipe.stages.len(), 5);
     assert_eq!(genome.len(), 16);
     if repo().join("zoo/generalist/config.json").is_file() {
-        let (ok, out, err) = lamarck(&["evolve", file.to_str().unwrap(), "--dry-run"], &repo());
+        let (ok, out, err) = lamarck_in(&["evolve", file.to_str().unwrap(), "--dry-run"], &repo());
         assert!(ok, "{err}");
         assert!(
             out.contains("search space: 16 gene(s)") && !out.contains("NOT READY"),

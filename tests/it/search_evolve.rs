@@ -1,14 +1,13 @@
 //! `lamarck evolve` end to end on a tiny three-stage recipe: records, export → merge gives
 //! the recorded weights hash, report, and kill -9 / resume with nothing lost or duplicated.
-mod search_support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::cmd::lamarck_in;
+use crate::support::search::{rows, search_file};
 use lamarck::search::materialize::hash_dir;
-use search_support::{lamarck, rows, search_file};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -30,7 +29,7 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     let tmp = tempfile::tempdir().unwrap();
     let search = search_file(tmp.path(), 9, "");
     let run = tmp.path().join("run");
-    let (ok, out, err) = lamarck(
+    let (ok, out, err) = lamarck_in(
         &["evolve", s(&search), "--out", s(&run), "--quiet"],
         tmp.path(),
     );
@@ -69,7 +68,7 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
             .join(format!("export-{}.yaml", id.unwrap_or("best")));
         let mut args = vec!["export", s(&run), "--out", s(&recipe), pick];
         args.extend(id);
-        let (ok, _, err) = lamarck(&args, tmp.path());
+        let (ok, _, err) = lamarck_in(&args, tmp.path());
         assert!(ok, "{err}");
         let text = std::fs::read_to_string(&recipe).unwrap();
         assert!(
@@ -77,7 +76,7 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
             "{text}"
         );
         let merged = tmp.path().join(format!("merged-{}", id.unwrap_or("best")));
-        let (ok, _, err) = lamarck(&["merge", s(&recipe), "--out", s(&merged)], tmp.path());
+        let (ok, _, err) = lamarck_in(&["merge", s(&recipe), "--out", s(&merged)], tmp.path());
         assert!(ok, "{err}");
         let hash = hash_dir(&merged).unwrap();
         let fitness = |r: &Vec<String>| r[9].parse::<f64>().unwrap();
@@ -96,7 +95,7 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     }
 
     // another candidate's folder does not verify
-    let (ok, _, err) = lamarck(
+    let (ok, _, err) = lamarck_in(
         &[
             "export",
             s(&run),
@@ -109,7 +108,7 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     );
     assert!(!ok && err.contains("other weights"), "{err}");
 
-    let (ok, out, err) = lamarck(&["report", s(&run)], tmp.path());
+    let (ok, out, err) = lamarck_in(&["report", s(&run)], tmp.path());
     assert!(ok, "{err}");
     assert!(
         out.contains("Pareto frontier")
@@ -124,10 +123,10 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     );
 
     // a finished run resumed with the same budget does nothing; a larger one continues
-    let (ok, _, err) = lamarck(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
+    let (ok, _, err) = lamarck_in(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
     assert!(ok, "{err}");
     assert_eq!(rows(&run.join("candidates.csv")).len(), 9);
-    let (ok, _, err) = lamarck(
+    let (ok, _, err) = lamarck_in(
         &[
             "evolve",
             "--resume",
@@ -141,7 +140,7 @@ fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
     assert!(ok, "{err}");
     assert_eq!(rows(&run.join("candidates.csv")).len(), 11);
     // an existing run folder is not overwritten
-    let (ok, _, err) = lamarck(&["evolve", s(&search), "--out", s(&run)], tmp.path());
+    let (ok, _, err) = lamarck_in(&["evolve", s(&search), "--out", s(&run)], tmp.path());
     assert!(!ok && err.contains("--resume"), "{err}");
     if std::env::var_os("LAMARCK_KEEP_TEST_DIR").is_some() {
         eprintln!("kept {}", tmp.keep().display());
@@ -154,7 +153,7 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     let budget = 14;
     let search = search_file(tmp.path(), budget, "");
     let reference = tmp.path().join("reference");
-    let (ok, _, err) = lamarck(
+    let (ok, _, err) = lamarck_in(
         &["evolve", s(&search), "--out", s(&reference), "--quiet"],
         tmp.path(),
     );
@@ -203,7 +202,7 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
         }
     }
     assert!(kills >= 3, "only {kills} kills happened");
-    let (ok, _, err) = lamarck(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
+    let (ok, _, err) = lamarck_in(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
     assert!(ok, "{err}");
 
     let got = content(&run.join("candidates.csv"));
@@ -242,7 +241,7 @@ fn random_search_draws_from_the_whole_range_within_the_budget() {
     let tmp = tempfile::tempdir().unwrap();
     let search = search_file(tmp.path(), 7, "optimizer: random\n");
     let run = tmp.path().join("run");
-    let (ok, _, err) = lamarck(
+    let (ok, _, err) = lamarck_in(
         &["evolve", s(&search), "--out", s(&run), "--quiet"],
         tmp.path(),
     );

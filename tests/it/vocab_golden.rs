@@ -3,48 +3,11 @@
 //! token order, token set and padding rows): every tensor (f32 |a−b| ≤ 1e-6 + 1e-5·|b|;
 //! bf16 within 2 ulps), the embedding row count, `vocab_size` in config.json and the
 //! written tokenizer's vocabulary (stripped for `strip_ties_f32`).
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use safetensors::SafeTensors;
-
-type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
-
-fn read_file(path: &Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut out = Tensors::new();
-    for (name, v) in st.tensors() {
-        let data = match v.dtype() {
-            safetensors::Dtype::F32 => v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            safetensors::Dtype::BF16 => v
-                .data()
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => panic!("{name}: unexpected dtype {other:?}"),
-        };
-        out.insert(name, (v.shape().to_vec(), data));
-    }
-    out
-}
-
-fn bf16_ulps(a: f32, b: f32) -> u32 {
-    let key = |x: f32| {
-        let bits = half::bf16::from_f32(x).to_bits() as i32;
-        if bits & 0x8000 != 0 {
-            -(bits & 0x7fff)
-        } else {
-            bits
-        }
-    };
-    (key(a) - key(b)).unsigned_abs()
-}
+use crate::support::tensors::{bf16_ulps, read_file};
 
 fn vocab_of(path: &Path) -> HashMap<String, u32> {
     tokenizers::Tokenizer::from_file(path)

@@ -1,10 +1,7 @@
 //! Shared helpers for the merge tests: tiny Qwen2-layout stand-in checkpoints (full or
-//! header-only) written directly with the `safetensors` crate, and a runner for the
-//! `lamarck` binary.
-#![allow(dead_code)]
+//! header-only) written directly with the `safetensors` crate, and a model map.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Shape of a stand-in model.
 #[derive(Clone, Copy, Debug)]
@@ -196,71 +193,4 @@ pub fn write_model_map(path: &Path, entries: &[(&str, PathBuf)]) {
         .map(|(r, p)| format!("{r}: {}\n", p.display()))
         .collect();
     std::fs::write(path, text).unwrap();
-}
-
-/// Run `lamarck` with `args`; returns (success, stdout, stderr).
-pub fn lamarck(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lamarck"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Read every tensor of a model folder's single `model.safetensors` as f32.
-pub fn read_tensors(dir: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
-    let mut out = BTreeMap::new();
-    let mut files = vec![];
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.extension().is_some_and(|x| x == "safetensors") {
-            files.push(p);
-        }
-    }
-    for f in files {
-        let bytes = std::fs::read(&f).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        for (name, view) in st.tensors() {
-            let vals: Vec<f32> = match view.dtype() {
-                safetensors::Dtype::BF16 => view
-                    .data()
-                    .chunks(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                safetensors::Dtype::F16 => view
-                    .data()
-                    .chunks(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                safetensors::Dtype::F32 => view
-                    .data()
-                    .chunks(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                d => panic!("unexpected dtype {d:?}"),
-            };
-            out.insert(name, (view.shape().to_vec(), vals));
-        }
-    }
-    out
-}
-
-/// Largest |a−b| / bf16 ulp of b (ulp = 2^(exponent−7)).
-pub fn max_bf16_ulps(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            let ulp = if *y == 0.0 {
-                f32::MIN_POSITIVE
-            } else {
-                2f32.powi(y.abs().log2().floor() as i32 - 7)
-            };
-            (x - y).abs() / ulp
-        })
-        .fold(0.0, f32::max)
 }

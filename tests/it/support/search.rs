@@ -1,16 +1,12 @@
 //! Shared helpers of the search tests: a tiny model family with a tokenizer (the eval
 //! fixture `tiny-tied` as base, plus perturbed "fine-tunes"), a search file over it, and
 //! running the `lamarck` binary.
-#![allow(dead_code)]
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use lamarck::model::writer::f32_to_bytes;
 use lamarck::model::{DType, ModelDir, ModelWriter, WriteOptions};
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use super::repo;
 
 /// Deterministic noise in [-1, 1).
 fn noise(seed: u64, i: u64) -> f32 {
@@ -115,19 +111,6 @@ objectives:
     let path = dir.join("search.yaml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-pub fn lamarck(args: &[&str], cwd: &Path) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lamarck"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Data rows of a CSV file (header skipped), only complete lines.
