@@ -1,9 +1,14 @@
 //! lamarck's integration tests, one binary (one link of candle instead of one per file).
 //! Each module is one former `tests/*.rs` file; `support` is what they share. Run one with
 //! `cargo test --test it MODULE::` (e.g. `cargo test --test it bad_inputs::`).
+//!
+//! `BLESS=1 cargo test --test it bad_inputs::` rewrites the golden `tests/bad/*.stderr`.
 
 /// Stand-in checkpoints, tensor readers, ulp distances, the `lamarck` runner, goldens.
 mod support;
+
+// Bad inputs: every `tests/bad/<case>.yaml` through the binary, golden stderr, nothing written.
+mod bad_inputs;
 
 // The model layer: reference resolution, write/read round trips, corrupt folders, synthetic
 // families.

@@ -1,5 +1,7 @@
-//! Every broken recipe in `tests/bad/*.yaml` is refused with a message containing each of
-//! its `# expect:` lines (what is wrong, where, and what to do).
+//! Every broken recipe in `tests/bad/*.yaml` that has `# expect:` lines is refused by the
+//! library (no models needed) with a message containing each of them (what is wrong,
+//! where, and what to do). The other cases there (search files, task files, recipes that
+//! need models) are run through the binary by `bad_inputs`.
 use std::path::Path;
 
 use lamarck::recipe::Recipe;
@@ -21,19 +23,18 @@ fn every_bad_recipe_is_refused_with_its_expected_message() {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 15, "only {} cases found", cases.len());
     let mut failures = Vec::new();
+    let mut checked = 0;
     for case in &cases {
         let text = std::fs::read_to_string(case).unwrap();
         let expected: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# expect: "))
             .collect();
-        assert!(
-            !expected.is_empty(),
-            "{} has no `# expect:` line",
-            case.display()
-        );
+        if expected.is_empty() {
+            continue;
+        }
+        checked += 1;
         match check(case) {
             Ok(()) => failures.push(format!("{}: accepted", case.display())),
             Err(message) => {
@@ -53,5 +54,6 @@ fn every_bad_recipe_is_refused_with_its_expected_message() {
             }
         }
     }
+    assert!(checked >= 15, "only {checked} cases with `# expect:` lines");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
