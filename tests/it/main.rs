@@ -9,6 +9,8 @@ mod support;
 
 // Bad inputs: every `tests/bad/<case>.yaml` through the binary, golden stderr, nothing written.
 mod bad_inputs;
+// Parsers never panic: random and mutated safetensors headers, recipes, search and task files.
+mod fuzz_parsers;
 
 // The model layer: reference resolution, write/read round trips, corrupt folders, synthetic
 // families.
