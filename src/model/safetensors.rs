@@ -233,6 +233,14 @@ fn parse_entry(
             ));
         }
     }
+    // Header-only reads do not bound `end` by the data; it must still be a file offset.
+    if data_start.checked_add(end).is_none() {
+        return Err(bad(
+            path,
+            name,
+            format!("data_offsets [{begin}, {end}] lie beyond any possible file: corrupt header"),
+        ));
+    }
     Ok(TensorEntry {
         info: TensorInfo {
             name: name.to_string(),

@@ -130,7 +130,7 @@ fn number(value: &Value) -> Result<f64, String> {
         Value::Number(n) => n
             .as_f64()
             .filter(|x| x.is_finite())
-            .ok_or_else(|| format!("`{n:?}` is not a finite number")),
+            .ok_or_else(|| format!("`{n}` is not a finite number")),
         Value::String(s) => Err(format!("expected a number, got the string {s:?}")),
         Value::Null => Err("expected a number, got nothing (null)".into()),
         _ => Err("expected a number".into()),

@@ -1,0 +1,145 @@
+//! The streamed kernels (tensors merged block by block, `src/merge/stream.rs`) give exactly
+//! what the whole-tensor reference kernels give, for every method that has a streamed form,
+//! both compute dtypes, several block sizes and thread counts. Tensors here span several
+//! reduction chunks (65,536 elements), so the block boundaries really cut them.
+use std::collections::BTreeMap;
+
+use crate::support::merge::{write_model, Shape};
+use lamarck::merge::ops::CHUNK;
+use lamarck::merge::run::{run, MemorySink, RunOptions, TensorSource};
+use lamarck::merge::Compat;
+use lamarck::model::{Architecture, ModelDir};
+use lamarck::plan::{self, InputModel};
+use lamarck::recipe::Recipe;
+
+/// Vocabulary 1200 × hidden 128 (2.3 chunks), MLP 640 × 128 (1.25 chunks).
+fn shape() -> Shape {
+    Shape {
+        layers: 1,
+        hidden: 128,
+        intermediate: 640,
+        heads: 4,
+        kv_heads: 2,
+        vocab: 1200,
+        tied: false,
+    }
+}
+
+type Tensors = BTreeMap<String, (Vec<usize>, Vec<u32>)>;
+
+fn merge(dir: &std::path::Path, text: &str, compat: Compat, opts: &RunOptions) -> Tensors {
+    let recipe_path = dir.join("r.yaml");
+    let recipe = Recipe::parse(text, &recipe_path, Some(compat)).unwrap();
+    let stage = &recipe.stages[0];
+    let dirs: Vec<ModelDir> = stage
+        .model_refs()
+        .iter()
+        .map(|r| ModelDir::open(&dir.join(r)).unwrap())
+        .collect();
+    let inputs: Vec<InputModel> = stage
+        .model_refs()
+        .iter()
+        .zip(&dirs)
+        .map(|(r, d)| InputModel::from_dir(r, d))
+        .collect();
+    let arch = Architecture::for_config(&inputs[0].config).unwrap();
+    let plan = plan::build(stage, "final", arch, &inputs, 5).unwrap();
+    let sources: Vec<&dyn TensorSource> = dirs.iter().map(|d| d as &dyn TensorSource).collect();
+    let mut sink = MemorySink::default();
+    run(&plan, &sources, &mut sink, opts).unwrap();
+    sink.tensors
+        .into_iter()
+        .map(|(name, (shape, _, data))| (name, (shape, data.iter().map(|x| x.to_bits()).collect())))
+        .collect()
+}
+
+fn recipes() -> Vec<String> {
+    let gta = |method: &str, extra: &str, models: &str| {
+        format!("merge_method: {method}\nbase_model: a\nparameters: {{{extra}}}\nmodels:\n{models}")
+    };
+    let three = "  - model: b\n    parameters: {weight: 0.5, density: 0.4}\n  - model: c\n    parameters: {weight: 0.3, density: 0.6}\n  - model: d\n    parameters: {weight: -0.2, density: 0.5}\n";
+    let mut out = vec![
+        "merge_method: linear\nmodels:\n  - model: a\n    parameters: {weight: 0.7}\n  - model: b\n    parameters: {weight: 0.4}\n".to_string(),
+        "merge_method: slerp\nbase_model: a\nparameters: {t: [0.1, 0.7]}\nmodels:\n  - model: a\n  - model: b\n".to_string(),
+        "merge_method: passthrough\nmodels:\n  - model: c\n    parameters: {scale: 0.5}\n".to_string(),
+    ];
+    for method in [
+        "task_arithmetic",
+        "ties",
+        "dare_ties",
+        "dare_linear",
+        "breadcrumbs",
+        "breadcrumbs_ties",
+    ] {
+        out.push(gta(method, "lambda: 0.9", three));
+        out.push(gta(method, "rescale: true, normalize: true", three));
+    }
+    for method in ["della", "della_linear"] {
+        out.push(gta(method, "epsilon: 0.1", three));
+        out.push(gta(
+            method,
+            "epsilon: 0.1, rescale: false, lambda: 1.2",
+            three,
+        ));
+        out.push(gta(method, "epsilon: 0.0", three));
+    }
+    out.push(gta(
+        "breadcrumbs",
+        "gamma: 0.2",
+        "  - model: b\n    parameters: {weight: 1.0, density: 0.5}\n",
+    ));
+    out
+}
+
+#[test]
+fn streamed_kernels_equal_the_whole_tensor_kernels() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_model(&tmp.path().join("a"), shape(), 1, None, 0.0);
+    for (name, seed) in [("b", 2), ("c", 3), ("d", 4)] {
+        write_model(&tmp.path().join(name), shape(), 1, Some(seed), 0.02);
+    }
+    let whole = RunOptions {
+        threads: 2,
+        streamed: false,
+        ..RunOptions::default()
+    };
+    let blocks = [
+        (CHUNK, 2),
+        (CHUNK, 1),
+        (3 * CHUNK, 2),
+        (usize::MAX / 2, 2), // every tensor one block
+    ];
+    let cases = ["bfloat16", "float32"]
+        .into_iter()
+        .flat_map(|d| recipes().into_iter().map(move |r| (d, r, Compat::Mergekit)));
+    // mergekit ≤ 0.0.6 rescales DARE by 1/density (streamed) and DELLA by 1/pᵢ (whole).
+    let old = [("dare_linear", "rescale: true"), ("della", "epsilon: 0.1")].into_iter().map(|(m, p)| {
+        let r = format!("merge_method: {m}\nbase_model: a\nparameters: {{{p}}}\nmodels:\n  - model: b\n    parameters: {{weight: 0.8, density: 0.5}}\n");
+        ("bfloat16", r, Compat::Mergekit2024)
+    });
+    for (dtype, recipe, compat) in cases.chain(old) {
+        {
+            let text = format!("dtype: {dtype}\nseed: 9\n{recipe}");
+            let want = merge(tmp.path(), &text, compat, &whole);
+            assert!(want["model.embed_tokens.weight"].1.len() > 2 * CHUNK);
+            for (block, threads) in blocks {
+                let opts = RunOptions {
+                    threads,
+                    block,
+                    ..RunOptions::default()
+                };
+                let got = merge(tmp.path(), &text, compat, &opts);
+                assert_eq!(got.len(), want.len());
+                for (name, (shape, bits)) in &want {
+                    let (s, b) = &got[name];
+                    assert_eq!(s, shape, "{name}");
+                    let diff = b.iter().zip(bits).position(|(x, y)| x != y);
+                    assert!(
+                        diff.is_none(),
+                        "{name}: element {diff:?} differs (block {block}, {threads} threads)\n{text}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! `lamarck evolve --dry-run` on the shipped Lamarck-v0.3 search, with header-only 14B
+//! stand-ins for its nine models: genes validated against the real recipe, five stages
+//! planned, the search space and per-candidate cost printed, nothing written.
+use crate::support::cmd::lamarck_in;
+use crate::support::merge::{write_header_only, write_model_map, Shape};
+use crate::support::repo;
+
+const IDS: &[&str] = &[
+    "Qwen/Qwen2.5-14B",
+    "arcee-ai/Virtuoso-Small",
+    "CultriX/SeQwence-14B-EvolMerge",
+    "sometimesanotion/lamarck-14b-reason-model_stock",
+    "CultriX/Qwen2.5-14B-Wernicke",
+    "sthenno-com/miscii-14b-1028",
+    "sometimesanotion/lamarck-14b-prose-model_stock",
+    "underwoods/medius-erebus-magnum-14b",
+    "Qwen/Qwen2.5-14B-Instruct",
+];
+
+#[test]
+fn lamarck_v0_3_search_passes_dry_run_on_14b_headers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    for id in IDS {
+        let dir = tmp.path().join(id.replace('/', "--"));
+        write_header_only(&dir, Shape::qwen14b());
+        entries.push((*id, dir));
+    }
+    let map = tmp.path().join("map.yaml");
+    write_model_map(&map, &entries);
+    let search = repo().join("searches/lamarck-v0.3.yaml");
+    let (ok, out, err) = lamarck_in(
+        &[
+            "evolve",
+            search.to_str().unwrap(),
+            "--dry-run",
+            "--model-map",
+            map.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert!(ok, "{err}");
+    if std::env::var_os("LAMARCK_SHOW").is_some() {
+        eprintln!("{out}");
+    }
+    for needle in [
+        "search space: 28 gene(s)",
+        "reason_evolmerge_density",
+        "at models[0].parameters.density",
+        "t_layer16",
+        "at slices[2].t[1]",
+        "population 13",
+        "`lamarck-14b-reason-della` (della): 579 tensors",
+        "`lamarck-14b-converge` (slerp)",
+        "`lamarck-14b-finalize` (ties)",
+        "per candidate",
+        "14.77 B-parameter model",
+    ] {
+        assert!(out.contains(needle), "dry run lacks {needle:?}:\n{out}");
+    }
+    // nothing written next to the search or in the working folder
+    assert!(!tmp.path().join("results").exists());
+}
+
+#[test]
+fn dry_run_refuses_a_gene_that_names_no_place_in_the_recipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("searches/lamarck-v0.3.yaml"))
+        .unwrap()
+        .replace(
+            "models[2].parameters.density",
+            "models[3].parameters.density",
+        )
+        .replace(
+            "recipe: lamarck-v0.3/recipe.yaml",
+            &format!(
+                "recipe: {}",
+                repo().join("searches/lamarck-v0.3/recipe.yaml").display()
+            ),
+        );
+    let search = tmp.path().join("bad.yaml");
+    std::fs::write(&search, text).unwrap();
+    let (ok, _, err) = lamarck_in(
+        &["evolve", search.to_str().unwrap(), "--dry-run"],
+        tmp.path(),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("gene `reason_wernicke_density`") && err.contains("no [3]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zoo_demo_search_validates_and_plans_when_the_zoo_is_present() {
+    let file = repo().join("searches/zoo-lamarck.yaml");
+    let spec = lamarck::search::SearchSpec::load(&file).unwrap();
+    let genome = lamarck::search::genes::Genome::new(&spec.genes, &spec.recipe_text).unwrap();
+    let (_, recipe) = genome.recipe(&genome.start, spec.compat, true).unwrap();
+    assert_eq!(recipe.stages.len(), 5);
+    assert_eq!(genome.len(), 16);
+    if repo().join("zoo/generalist/config.json").is_file() {
+        let (ok, out, err) = lamarck_in(&["evolve", file.to_str().unwrap(), "--dry-run"], &repo());
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("search space: 16 gene(s)") && !out.contains("NOT READY"),
+            "{out}"
+        );
+    }
+}
