@@ -37,16 +37,25 @@ mod merge_memory;
 mod merge_regress;
 mod merge_stream;
 mod vocab_golden;
+// One executor: stage hashes, stale-stage rebuilds, kill -9 cleanup, plan-time parameter checks.
+mod merge_executor;
+// Advisory locks on run folders and merge outputs; the folder import graph is acyclic.
+mod locks;
+mod module_graph;
 
 // Evaluation: transformers' goldens, lm-eval scoring rules, task files end to end.
 mod eval_golden;
 mod eval_score;
 mod eval_tasks;
+// Batched generation and prefix-shared multiple choice equal one-at-a-time scoring; bf16 on CPU.
+mod eval_batched;
 
 // The search: the stage cache, `evolve --dry-run`, `evolve` end to end with kill/resume.
 mod search_cache;
 mod search_dry_run;
 mod search_evolve;
+// Paired racing, the response cache, the paired bootstrap, the test split never read by evolve.
+mod search_racing;
 
 // The zoo: reproducible builds, the committed zoo, the training twin.
 mod zoo_build;

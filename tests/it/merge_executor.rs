@@ -2,13 +2,14 @@
 //! upstream stage rebuilds everything downstream), `--dry-run` saying what would be reused
 //! and why, a `kill -9` mid-merge cleaned up by the next run, bad parameter values refused
 //! before anything is written.
-mod merge_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use merge_support::{lamarck, read_tensors, write_model, write_model_map, Shape};
+use crate::support::cmd::lamarck;
+use crate::support::merge::{write_model, write_model_map, Shape};
+use crate::support::tensors::read_tensors;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

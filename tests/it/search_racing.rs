@@ -3,7 +3,6 @@
 //! never enter the frontier; duplicate weights cost no model call; kill -9 + resume with
 //! racing and the cache records what an uninterrupted run does; the report's intervals are
 //! recomputed here from items.jsonl; evolve never reads the test split.
-mod search_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -11,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lamarck::search::racing::{chunks, order, Race, RacingSpec};
-use search_support::{lamarck, repo, rows, search_file};
+use crate::support::cmd::lamarck_in as lamarck;
+use crate::support::repo;
+use crate::support::search::{rows, search_file};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -1,15 +1,15 @@
 //! One writer per folder: a second `lamarck evolve` on a live run folder and a second
 //! `lamarck merge` on an `--out` being written are refused with the holder's pid, and a
 //! killed holder's lock goes with it.
-mod merge_support;
-mod search_support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use search_support::{lamarck, rows, search_file};
+use crate::support::cmd::lamarck_in as lamarck;
+use crate::support::merge as merge_support;
+use crate::support::search::{rows, search_file};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
