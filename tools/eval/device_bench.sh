@@ -5,9 +5,9 @@ set -e
 BIN=$1; OUT=$2
 python3 tools/eval/bench_eval.py --lamarck "$BIN" --threads 2 --workdir /tmp/b > "$OUT/bench_t2.json"
 python3 tools/eval/bench_eval.py --lamarck "$BIN" --threads 8 --workdir /tmp/b > "$OUT/bench_t8.json"
-python3 -c "import json; r=json.load(open('/tmp/b/requests.json')); json.dump(r[:16], open('/tmp/b/r16.json','w'))"
+python3 -c "import json; r=json.load(open('/tmp/b/mc.json')); json.dump(r[:16], open('/tmp/b/r16.json','w'))"
 for bs in 1 3 8; do
-  RAYON_NUM_THREADS=2 "$BIN" bench-eval --model /tmp/b/qwen2-98m --requests /tmp/b/r16.json --batch-size $bs > "$OUT/bs$bs.json"
+  RAYON_NUM_THREADS=2 "$BIN" bench-eval --model /tmp/b/qwen2-98m --mode mc --requests /tmp/b/r16.json --batch-size $bs > "$OUT/bs$bs.json"
 done
 python3 - "$OUT" <<'PY'
 import json, sys
