@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lamarck::search::racing::{chunks, order, Race, RacingSpec};
 use crate::support::cmd::lamarck_in as lamarck;
 use crate::support::repo;
 use crate::support::search::{rows, search_file};
+use lamarck::search::racing::{chunks, order, Race, RacingSpec};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
