@@ -428,12 +428,38 @@ pub fn parse_device(name: &str) -> Result<Device> {
                     )))
                 }
             };
-            Device::new_cuda(ordinal).map_err(|e| {
-                Error::Invalid(format!(
-                    "device `{name}` is not available ({e}); build with `--features cuda` on a machine with CUDA"
-                ))
-            })
+            open_cuda(name, ordinal)
         }
+    }
+}
+
+/// Without the `cuda` feature candle refuses at once.
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(name: &str, ordinal: usize) -> Result<Device> {
+    Device::new_cuda(ordinal).map_err(|e| {
+        Error::Invalid(format!(
+            "device `{name}` is not available ({e}); build with `--features cuda` (tools/cuda/build.sh) on a machine with an NVIDIA GPU"
+        ))
+    })
+}
+
+/// With it, the CUDA libraries are loaded at run time (tools/cuda/build.sh), and cudarc
+/// panics when the driver library is missing: that panic becomes an error saying a GPU and
+/// its driver are needed.
+#[cfg(feature = "cuda")]
+fn open_cuda(name: &str, ordinal: usize) -> Result<Device> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(|| Device::new_cuda(ordinal));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(device)) => Ok(device),
+        Ok(Err(e)) => Err(Error::Invalid(format!(
+            "device `{name}` is not available ({e}); `--device cuda` needs an NVIDIA GPU and its driver"
+        ))),
+        Err(_) => Err(Error::Invalid(format!(
+            "device `{name}`: no CUDA driver library (libcuda.so.1) on this machine; `--device cuda` needs an NVIDIA GPU and its driver (use --device cpu here)"
+        ))),
     }
 }
 
