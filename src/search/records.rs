@@ -318,38 +318,39 @@ impl RunDir {
 
     /// Every complete candidate row (read-only: a torn line is ignored, not cut).
     pub fn read_candidates(&self, genes: usize, objectives: usize) -> Result<Vec<CandidateRow>> {
-        let p = self.candidates();
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        text.split_inclusive('\n')
-            .skip(1)
-            .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                CandidateRow::parse(l.trim_end(), genes, objectives).map_err(|m| Error::Records {
-                    path: p.clone(),
-                    message: format!("row {}: {m}", i + 1),
-                })
-            })
-            .collect()
+        parse_rows(&self.candidates(), false, |l| {
+            CandidateRow::parse(l, genes, objectives)
+        })
     }
 
     pub fn read_parents(&self, objectives: usize) -> Result<Vec<ParentRow>> {
-        let p = self.parents();
-        if !p.exists() {
-            return Ok(Vec::new());
-        }
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        text.split_inclusive('\n')
-            .skip(1)
-            .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
-            .map(|l| {
-                ParentRow::parse(l.trim_end(), objectives).map_err(|m| Error::Records {
-                    path: p.clone(),
-                    message: m,
-                })
-            })
-            .collect()
+        parse_rows(&self.parents(), true, |l| ParentRow::parse(l, objectives))
     }
+}
+
+/// Every complete data row of the CSV record file `p` (after its header), parsed by
+/// `parse`; read-only: a torn last line is ignored, not cut. An absent file is no rows when
+/// `missing_ok`, else an error.
+pub fn parse_rows<T>(
+    p: &Path,
+    missing_ok: bool,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Vec<T>> {
+    if missing_ok && !p.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+    text.split_inclusive('\n')
+        .skip(1)
+        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            parse(l.trim_end()).map_err(|m| Error::Records {
+                path: p.to_path_buf(),
+                message: format!("row {}: {m}", i + 1),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

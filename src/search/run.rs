@@ -642,40 +642,12 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
 
 /// Every complete row of `evaluations.csv` (none when the file is absent).
 pub fn read_evaluations(dir: &RunDir) -> Result<Vec<EvalRow>> {
-    let p = dir.evaluations();
-    if !p.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    text.split_inclusive('\n')
-        .skip(1)
-        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
-        .map(|l| {
-            EvalRow::parse(l.trim_end()).map_err(|m| Error::Records {
-                path: p.clone(),
-                message: m,
-            })
-        })
-        .collect()
+    records::parse_rows(&dir.evaluations(), true, EvalRow::parse)
 }
 
 /// Every complete row of `raced.csv` (none when the file is absent).
 pub fn read_raced(dir: &RunDir, genes: usize) -> Result<Vec<RacedRow>> {
-    let p = dir.raced();
-    if !p.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    text.split_inclusive('\n')
-        .skip(1)
-        .filter(|l| l.ends_with('\n') && !l.trim().is_empty())
-        .map(|l| {
-            RacedRow::parse(l.trim_end(), genes).map_err(|m| Error::Records {
-                path: p.clone(),
-                message: m,
-            })
-        })
-        .collect()
+    records::parse_rows(&dir.raced(), true, |l| RacedRow::parse(l, genes))
 }
 
 fn best_message(rows: &[CandidateRow]) -> String {
