@@ -17,6 +17,7 @@
 //! - [`score`]: acc / acc_norm / exact_match, filters, mean ± standard error.
 pub mod config;
 pub mod error;
+pub mod ifeval;
 pub mod lm;
 pub mod qwen;
 pub mod requests;

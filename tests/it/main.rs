@@ -45,6 +45,8 @@ mod module_graph;
 
 // Evaluation: transformers' goldens, lm-eval scoring rules, task files end to end.
 mod eval_golden;
+// IFEval instruction checkers against lm-eval's verdicts on a committed fixture.
+mod eval_ifeval;
 mod eval_score;
 mod eval_tasks;
 // Batched generation and prefix-shared multiple choice equal one-at-a-time scoring; bf16 on CPU.
