@@ -11,8 +11,9 @@
 //! config `dataset_name` and its split's files; without a card, the folder
 //! `dataset_name` (when it exists) or the folder itself is searched: a file
 //! `<split>.{parquet,jsonl,json,csv}` first (lamarck's own layout), then the Hub's rules
-//! for split names from file names ([`splits`]). Every file of a split is read, in path
-//! order. A split name may carry a row slice, `train[:270]` ([`splits::parse_slice`]).
+//! for split names from file names ([`splits`]; a task asking for a keyword such as
+//! `dev` gets the split the rules file it under, `validation`). Every file of a split is
+//! read, in path order. A split name may carry a row slice, `train[:270]` ([`splits::parse_slice`]).
 pub mod hub;
 pub mod parquet;
 pub mod splits;
@@ -195,7 +196,16 @@ fn folder_split(task: &TaskSpec, root: &Path, split: &str) -> Result<Vec<PathBuf
             ),
         )
     };
-    match by_split.get(split) {
+    // without a card, `dev-00000-of-00001.parquet` is the Hub's `validation` split; a task
+    // asking for `dev` gets it
+    let found = by_split.get(split).or_else(|| {
+        configs
+            .is_empty()
+            .then(|| splits::canonical(split))
+            .flatten()
+            .and_then(|c| by_split.get(c))
+    });
+    match found {
         Some(files) if !files.is_empty() => Ok(files.iter().map(|f| root.join(f)).collect()),
         Some(_) => Err(data_err(
             root.to_path_buf(),

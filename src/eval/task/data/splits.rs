@@ -24,6 +24,14 @@ const KEYWORDS: &[(&str, &[&str])] = &[
     ("test", &["test", "testing", "eval", "evaluation"]),
 ];
 
+/// The split the Hub's rules file a keyword under: `dev` → `validation`, `eval` → `test`.
+pub fn canonical(keyword: &str) -> Option<&'static str> {
+    KEYWORDS
+        .iter()
+        .find(|(_, ks)| ks.contains(&keyword))
+        .map(|(split, _)| *split)
+}
+
 fn is_sep(c: char) -> bool {
     matches!(c, '-' | '.' | '_' | ' ') || c.is_ascii_digit()
 }
@@ -276,6 +284,14 @@ mod tests {
             )]
         );
         assert!(infer_splits(&[]).is_empty());
+    }
+
+    #[test]
+    fn synonyms_have_a_canonical_split() {
+        assert_eq!(canonical("dev"), Some("validation"));
+        assert_eq!(canonical("eval"), Some("test"));
+        assert_eq!(canonical("training"), Some("train"));
+        assert_eq!(canonical("random"), None);
     }
 
     #[test]
