@@ -1,8 +1,10 @@
 //! `lamarck eval MODEL --tasks ...`: score a model folder on task files; print a table,
 //! optionally write results JSON (`--out`) and one JSON line per item (`--items`).
+//! `lamarck eval --responses FILE --tasks ...` scores saved responses without a model.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::eval::responses::{score_task, Responses};
 use crate::eval::run::{evaluate_task, EvalOptions, TaskResult};
 use crate::eval::task::TaskSpec;
 use crate::eval::{parse_device, parse_dtype, Qwen2Lm, TextTokenizer};
@@ -13,8 +15,14 @@ use clap::Args;
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Model folder (config.json, safetensors, tokenizer.json) or a model reference
-    /// (`org/name`, `org/name@rev`), resolved as `lamarck merge` does.
-    pub model: String,
+    /// (`org/name`, `org/name@rev`), resolved as `lamarck merge` does. Not needed with
+    /// --responses.
+    #[arg(required_unless_present = "responses")]
+    pub model: Option<String>,
+    /// Score saved responses instead of running a model: JSON Lines of `{task, doc_id,
+    /// generated}` (or `loglikelihoods` for multiple choice), e.g. an earlier `--items`.
+    #[arg(long, conflicts_with = "model")]
+    pub responses: Option<PathBuf>,
     /// YAML mapping from model reference to local folder.
     #[arg(long)]
     pub model_map: Option<PathBuf>,
@@ -76,12 +84,18 @@ pub fn collect_task_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let map = args.model_map.as_deref().map(ModelMap::load).transpose()?;
-    let dir = resolve_model(&args.model, map.as_ref())?;
     let specs = collect_task_files(&args.tasks)?
         .iter()
         .map(|f| TaskSpec::from_file(f))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(file) = &args.responses {
+        return run_responses(&args, file, &specs);
+    }
+    let Some(model) = &args.model else {
+        anyhow::bail!("give a MODEL folder or reference, or --responses FILE");
+    };
+    let map = args.model_map.as_deref().map(ModelMap::load).transpose()?;
+    let dir = resolve_model(model, map.as_ref())?;
     let dtype = parse_dtype(&args.dtype)?;
     let device = parse_device(&args.device)?;
     let tok = TextTokenizer::from_dir(&dir)?;
@@ -121,7 +135,36 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     }
     print!("{}", format_table(&results));
     if let Some(out) = &args.out {
-        write_json(out, &dir, &args, &results)?;
+        write_json(out, Some(&dir), &args, &results)?;
+    }
+    Ok(())
+}
+
+/// `--responses FILE`: score saved responses; the same table, `--out` and `--items`.
+fn run_responses(args: &EvalArgs, file: &Path, specs: &[TaskSpec]) -> anyhow::Result<()> {
+    let responses = Responses::from_file(file)?;
+    responses.check_tasks(specs)?;
+    let mut results = Vec::new();
+    let mut all_records = Vec::new();
+    for spec in specs {
+        let (result, records) = score_task(spec, &responses, args.split.as_deref(), args.limit)
+            .with_context(|| format!("task `{}` ({})", spec.name, spec.file.display()))?;
+        results.push(result);
+        all_records.extend(records);
+    }
+    if let Some(p) = &args.items {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        );
+        for r in &all_records {
+            serde_json::to_writer(&mut w, r)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    print!("{}", format_table(&results));
+    if let Some(out) = &args.out {
+        write_json(out, None, args, &results)?;
     }
     Ok(())
 }
@@ -167,17 +210,20 @@ pub fn format_table(results: &[TaskResult]) -> String {
 
 fn write_json(
     out: &Path,
-    model: &Path,
+    model: Option<&Path>,
     args: &EvalArgs,
     results: &[TaskResult],
 ) -> anyhow::Result<()> {
-    let json = serde_json::json!({
-        "model": model.display().to_string(),
+    let mut json = serde_json::json!({
+        "model": model.map(|m| m.display().to_string()),
         "dtype": args.dtype,
         "device": args.device,
         "limit": args.limit,
         "results": results,
     });
+    if let Some(r) = &args.responses {
+        json["responses"] = r.display().to_string().into();
+    }
     std::fs::write(out, serde_json::to_string_pretty(&json)? + "\n")
         .with_context(|| format!("writing {}", out.display()))
 }

@@ -14,6 +14,7 @@
 //! - [`requests`]: lm-eval's log-likelihood requests (context/continuation split, batching).
 //! - [`task`]: the lm-eval task YAML subset, its data files and Jinja templates.
 //! - [`run`]: one task × one model → metrics and per-item records.
+//! - [`responses`]: saved generations or log-likelihoods → the same metrics, no model.
 //! - [`score`]: acc / acc_norm / exact_match, filters, mean ± standard error.
 pub mod config;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod ifeval;
 pub mod lm;
 pub mod qwen;
 pub mod requests;
+pub mod responses;
 pub mod run;
 pub mod score;
 pub mod task;

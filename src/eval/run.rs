@@ -181,7 +181,7 @@ pub fn evaluate_task_items(
     ))
 }
 
-fn gold_index(
+pub(crate) fn gold_index(
     target: &Target,
     choices: &[String],
     task: &TaskSpec,

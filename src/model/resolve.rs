@@ -122,7 +122,7 @@ pub fn resolve_model(reference: &str, map: Option<&ModelMap>) -> Result<PathBuf>
 }
 
 /// `org/name[@rev]` → (`org/name`, rev). None for things that cannot be repo ids.
-fn hf_repo_id(reference: &str) -> Option<(&str, Option<&str>)> {
+pub fn hf_repo_id(reference: &str) -> Option<(&str, Option<&str>)> {
     let (repo, rev) = match reference.split_once('@') {
         Some((repo, rev)) if !rev.is_empty() => (repo, Some(rev)),
         Some(_) => return None,
@@ -142,13 +142,31 @@ fn hf_repo_id(reference: &str) -> Option<(&str, Option<&str>)> {
     Some((repo, rev))
 }
 
-/// The snapshot folder of `repo` at `rev` (default `main`), or why there is none.
+/// The snapshot folder of model `repo` at `rev` (default `main`), or why there is none.
 fn find_in_cache(
     cache: &Path,
     repo: &str,
     rev: Option<&str>,
 ) -> std::result::Result<PathBuf, String> {
-    let folder = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let snapshot = find_snapshot(cache, "models", repo, rev)?;
+    if !snapshot.join("config.json").exists() {
+        return Err(format!(
+            "{} has no config.json (incomplete download?)",
+            snapshot.display()
+        ));
+    }
+    Ok(snapshot)
+}
+
+/// The snapshot folder `<cache>/<kind>--ORG--NAME/snapshots/<commit>` of `repo` at `rev`
+/// (default `main`; `kind` is `models` or `datasets`), or why there is none.
+pub fn find_snapshot(
+    cache: &Path,
+    kind: &str,
+    repo: &str,
+    rev: Option<&str>,
+) -> std::result::Result<PathBuf, String> {
+    let folder = cache.join(format!("{kind}--{}", repo.replace('/', "--")));
     if !folder.is_dir() {
         return Err(format!("no {}", folder.display()));
     }
@@ -197,12 +215,6 @@ fn find_in_cache(
     if !snapshot.is_dir() {
         return Err(format!(
             "{} (named by refs/{wanted}) does not exist",
-            snapshot.display()
-        ));
-    }
-    if !snapshot.join("config.json").exists() {
-        return Err(format!(
-            "{} has no config.json (incomplete download?)",
             snapshot.display()
         ));
     }

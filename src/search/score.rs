@@ -206,9 +206,10 @@ impl Scorer {
             let mut h = Sha256::new();
             let task_file = &t.spec.file;
             h.update(std::fs::read(task_file).map_err(|e| Error::io(task_file, e))?);
-            let data_file = data::split_file(&t.spec, &split)?;
-            h.update([0u8]);
-            h.update(std::fs::read(&data_file).map_err(|e| Error::io(&data_file, e))?);
+            for data_file in data::split_files(&t.spec, &split)? {
+                h.update([0u8]);
+                h.update(std::fs::read(&data_file).map_err(|e| Error::io(&data_file, e))?);
+            }
             let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
             t.ready = Some((split, n, hash));
         }

@@ -49,6 +49,8 @@ mod eval_golden;
 mod eval_ifeval;
 mod eval_score;
 mod eval_tasks;
+// Datasets from the Hugging Face cache (Parquet), scoring saved responses (--responses).
+mod eval_dataset;
 // Batched generation and prefix-shared multiple choice equal one-at-a-time scoring; bf16 on CPU.
 mod eval_batched;
 

@@ -330,9 +330,18 @@ impl TaskSpec {
     }
 
     /// The split to evaluate: `requested`, else `test_split`, else `validation_split`.
+    /// A requested role name (`test`, `validation`, `train`) means the split the task
+    /// assigns that role (`test_split: "train[270:]"`), so one `--split test` reaches
+    /// every task's held-out part.
     pub fn eval_split(&self, requested: Option<&str>) -> Result<String> {
+        let role = |r: &str| match r {
+            "test" => self.test_split.clone(),
+            "validation" => self.validation_split.clone(),
+            "train" => self.training_split.clone(),
+            _ => None,
+        };
         requested
-            .map(str::to_string)
+            .map(|r| role(r).unwrap_or_else(|| r.to_string()))
             .or_else(|| self.test_split.clone())
             .or_else(|| self.validation_split.clone())
             .ok_or_else(|| Error::Task {

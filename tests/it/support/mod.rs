@@ -1,9 +1,10 @@
 //! What the integration tests share: stand-in checkpoints and a model map (`merge`), a tiny
 //! model family and a search file over it (`search`), tensor readers and ulp distances
 //! (`tensors`), and running the `lamarck` binary, in a temp dir or not, with its output
-//! compared to golden files (`cmd`).
+//! compared to golden files (`cmd`), a fake Hugging Face cache of Parquet datasets (`hub`).
 #![allow(dead_code)]
 pub mod cmd;
+pub mod hub;
 pub mod merge;
 pub mod search;
 pub mod tensors;
