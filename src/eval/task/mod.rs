@@ -1,9 +1,12 @@
 //! lm-eval task YAML, the documented subset (see `evals/README.md`).
 //!
 //! Parsing is strict as recipes are: every key is known or an error names it with its
-//! YAML path; keys that cannot change scores are accepted and ignored; `!function` hooks
-//! and `process_docs` need Python and are rejected as unsupported.
+//! YAML path; keys that cannot change scores are accepted and ignored. `!function` hooks
+//! resolve to lamarck's built-in equivalents ([`hooks::HOOKS`]); any other is an error
+//! naming it. `include:` works as in lm-eval ([`include`]).
 pub mod data;
+pub mod hooks;
+pub mod include;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -36,9 +39,11 @@ pub struct ExactMatchOptions {
 /// One entry of `metric_list`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSpec {
-    /// `acc`, `acc_norm` or `exact_match`.
+    /// `acc`, `acc_norm` or `exact_match`; with `process_results`, any metric it returns.
     pub name: String,
     pub exact_match: ExactMatchOptions,
+    /// `aggregation: !function NAME`, a built-in aggregation hook; `None` is the mean.
+    pub aggregation: Option<String>,
 }
 
 /// One step of a `filter_list` pipeline.
@@ -87,6 +92,10 @@ pub struct TaskSpec {
     pub filters: Vec<FilterSpec>,
     /// `fewshot_config.sampler: first_n` takes the first examples instead of a seeded draw.
     pub fewshot_first_n: bool,
+    /// `process_docs: !function NAME`, a built-in hook run on every document.
+    pub process_docs: Option<String>,
+    /// `process_results: !function NAME`, a built-in hook that computes the metrics.
+    pub process_results: Option<String>,
 }
 
 /// Keys that do not change scores: accepted and ignored.
@@ -101,8 +110,6 @@ const IGNORED: &[&str] = &[
 ];
 /// Keys that need Python.
 const UNSUPPORTED: &[&str] = &[
-    "process_docs",
-    "process_results",
     "custom_dataset",
     "use_prompt",
     "doc_to_image",
@@ -123,37 +130,42 @@ impl TaskSpec {
             key: key.to_string(),
             message,
         };
-        let root: Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| err("(file)", format!("not valid YAML: {e}")))?;
-        let map = root
-            .as_mapping()
-            .ok_or_else(|| err("(file)", "a task file is a YAML mapping".into()))?;
         let mut fields: BTreeMap<String, Value> = BTreeMap::new();
-        for (k, v) in map {
-            let key = k
-                .as_str()
-                .ok_or_else(|| err("(file)", format!("key {k:?} is not a string")))?;
-            if let Some(tagged) = find_tag(v) {
-                return Err(Error::Unsupported {
-                    path: path.to_path_buf(),
-                    key: key.to_string(),
-                    reason: format!(
+        let mut hooks: BTreeMap<String, String> = BTreeMap::new();
+        for (key, v) in include::task_keys(text, path)? {
+            let unsupported = |reason: String| Error::Unsupported {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                reason,
+            };
+            if HOOK_KEYS.contains(&key.as_str()) {
+                if let Some(name) = function_name(&v) {
+                    hooks::lookup(&name, &key).map_err(unsupported)?;
+                    hooks.insert(key.clone(), name);
+                } else if matches!(key.as_str(), "process_docs" | "process_results") {
+                    return Err(unsupported(
+                        "it needs a `!function` naming one of lamarck's built-in hooks".into(),
+                    ));
+                }
+            } else if key != "metric_list" {
+                if let Some(tagged) = find_tag(&v) {
+                    return Err(unsupported(format!(
                         "`!{tagged}` hooks run Python code, which lamarck cannot; \
                          replace it with a Jinja template or a field name"
-                    ),
-                });
+                    )));
+                }
             }
-            if UNSUPPORTED.contains(&key) {
-                return Err(Error::Unsupported {
-                    path: path.to_path_buf(),
-                    key: key.to_string(),
-                    reason: "it needs Python; preprocess the data file instead".into(),
-                });
+            if UNSUPPORTED.contains(&key.as_str()) {
+                return Err(unsupported(
+                    "it needs Python; preprocess the data file instead".into(),
+                ));
             }
-            fields.insert(key.to_string(), v.clone());
+            fields.insert(key, v);
         }
         let known = [
             "task",
+            "process_docs",
+            "process_results",
             "dataset_path",
             "dataset_name",
             "dataset_kwargs",
@@ -244,6 +256,7 @@ impl TaskSpec {
         let template_field = |key: &str| -> Result<Option<Value>> {
             match fields.get(key) {
                 None | Some(Value::Null) => Ok(None),
+                Some(v @ Value::Tagged(_)) if hooks.contains_key(key) => Ok(Some(v.clone())),
                 Some(v @ (Value::String(_) | Value::Number(_))) => Ok(Some(v.clone())),
                 Some(v @ Value::Sequence(_)) if key == "doc_to_choice" => Ok(Some(v.clone())),
                 Some(v) => Err(err(
@@ -276,7 +289,14 @@ impl TaskSpec {
                 ))
             }
         };
-        let metrics = parse_metrics(fields.get("metric_list"), &output_type, &err)?;
+        let process_results = hooks.get("process_results").cloned();
+        let metrics = parse_metrics(
+            fields.get("metric_list"),
+            &output_type,
+            process_results.is_some(),
+            &err,
+            path,
+        )?;
         let filters = parse_filters(fields.get("filter_list"), &err)?;
         let num_fewshot = match fields.get("num_fewshot") {
             None | Some(Value::Null) => 0,
@@ -307,6 +327,8 @@ impl TaskSpec {
         };
         Ok(TaskSpec {
             fewshot_first_n,
+            process_docs: hooks.get("process_docs").cloned(),
+            process_results,
             name,
             file: path.to_path_buf(),
             dataset_path,
@@ -327,6 +349,28 @@ impl TaskSpec {
             metrics,
             filters,
         })
+    }
+
+    /// The documents after the task's `process_docs` hook (unchanged without one).
+    pub fn process_docs(&self, docs: Vec<serde_json::Value>) -> Result<Vec<serde_json::Value>> {
+        let Some(name) = &self.process_docs else {
+            return Ok(docs);
+        };
+        let err = |doc_id: usize, message: String| Error::Template {
+            task: self.name.clone(),
+            doc_id,
+            key: format!("process_docs `{name}`"),
+            message,
+        };
+        let hooks::Hook::ProcessDocs(f) =
+            hooks::lookup(name, "process_docs").map_err(|m| err(0, m))?
+        else {
+            return Err(err(0, "not a process_docs hook".into()));
+        };
+        docs.iter()
+            .enumerate()
+            .map(|(i, d)| f(d).map_err(|m| err(i, m)))
+            .collect()
     }
 
     /// The split to evaluate: `requested`, else `test_split`, else `validation_split`.
@@ -351,6 +395,25 @@ impl TaskSpec {
             .or_else(|| self.training_split.clone())
             .or_else(|| self.validation_split.clone())
             .or_else(|| self.test_split.clone())
+    }
+}
+
+/// Keys whose value may be `!function NAME` (a built-in hook).
+const HOOK_KEYS: &[&str] = &[
+    "doc_to_text",
+    "doc_to_target",
+    "doc_to_choice",
+    "process_docs",
+    "process_results",
+];
+
+/// `NAME` of a `!function NAME` value.
+pub fn function_name(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == "function" => {
+            t.value.as_str().map(|s| s.trim().to_string())
+        }
+        _ => None,
     }
 }
 
@@ -429,7 +492,9 @@ fn parse_generation(kwargs: Option<&Value>, err: &ErrFn) -> Result<OutputType> {
 fn parse_metrics(
     list: Option<&Value>,
     output: &OutputType,
+    custom: bool,
     err: &ErrFn,
+    file: &Path,
 ) -> Result<Vec<MetricSpec>> {
     let allowed: &[&str] = match output {
         OutputType::MultipleChoice => &["acc", "acc_norm"],
@@ -439,6 +504,7 @@ fn parse_metrics(
         return Ok(vec![MetricSpec {
             name: allowed[0].to_string(),
             exact_match: ExactMatchOptions::default(),
+            aggregation: None,
         }]);
     };
     let items = list
@@ -452,6 +518,7 @@ fn parse_metrics(
         let mut spec = MetricSpec {
             name: String::new(),
             exact_match: ExactMatchOptions::default(),
+            aggregation: None,
         };
         for (k, v) in m {
             let key = k.as_str().unwrap_or("?");
@@ -465,7 +532,7 @@ fn parse_metrics(
                     let name = v
                         .as_str()
                         .ok_or_else(|| err(&path, "expected a name".into()))?;
-                    if !allowed.contains(&name) {
+                    if !custom && !allowed.contains(&name) {
                         return Err(err(
                             &path,
                             format!("`{name}` is not supported here; use one of {allowed:?}"),
@@ -473,11 +540,25 @@ fn parse_metrics(
                     }
                     spec.name = name.to_string();
                 }
-                "aggregation" => {
-                    if v.as_str() != Some("mean") {
-                        return Err(err(&path, "only `mean` aggregation is supported".into()));
+                "aggregation" => match (v.as_str(), function_name(v)) {
+                    (Some("mean"), _) => {}
+                    (_, Some(name)) => {
+                        hooks::lookup(&name, "aggregation").map_err(|reason| {
+                            Error::Unsupported {
+                                path: file.to_path_buf(),
+                                key: path.clone(),
+                                reason,
+                            }
+                        })?;
+                        spec.aggregation = Some(name);
                     }
-                }
+                    _ => {
+                        return Err(err(
+                            &path,
+                            "only `mean` or a built-in `!function` aggregation is supported".into(),
+                        ))
+                    }
+                },
                 "higher_is_better" => {}
                 "ignore_case" => spec.exact_match.ignore_case = as_bool()?,
                 "ignore_punctuation" => spec.exact_match.ignore_punctuation = as_bool()?,
