@@ -9,9 +9,10 @@ use serde_json::Value;
 use super::lm::Qwen2Lm;
 use super::requests::loglikelihoods;
 use super::score::{
-    acc_norm_prediction, apply_filters, argmax, cut_at_stops, exact_match, mean_stderr,
+    acc_norm_prediction, aggregate, aggregation_context, apply_filters, argmax, cut_at_stops,
+    exact_match, process_results,
 };
-use super::task::hooks::{self, Hook, Results, Score};
+use super::task::hooks::{Results, Score};
 use super::task::template::{Input, Target, Templates};
 use super::task::{data, OutputType, TaskSpec};
 use super::tokenizer::TextTokenizer;
@@ -185,24 +186,8 @@ pub fn evaluate_task_items(
         )?,
     };
     let mut metrics = BTreeMap::new();
-    let agg_ctx = hooks::AggContext {
-        irt: hooks::gpirt::IrtFile::find(&task.file).map_err(|m| Error::Task {
-            path: task.file.clone(),
-            key: "metric_list".into(),
-            message: m,
-        })?,
-    };
+    let agg_ctx = aggregation_context(task)?;
     for name in &metric_order {
-        let spec = task
-            .metrics
-            .iter()
-            .find(|m| name == &m.name || name.starts_with(&format!("{},", m.name)));
-        let Some(agg_name) = spec.and_then(|m| m.aggregation.as_deref()) else {
-            let xs: Vec<f64> = records.iter().map(|r| r.metrics[name]).collect();
-            let (value, stderr) = mean_stderr(&xs);
-            metrics.insert(name.clone(), MetricValue { value, stderr });
-            continue;
-        };
         let scores: Vec<Score> = records
             .iter()
             .map(|r| match r.sub_scores.get(name) {
@@ -210,25 +195,8 @@ pub fn evaluate_task_items(
                 None => Score::One(r.metrics[name]),
             })
             .collect();
-        let agg_err = |message: String| Error::Task {
-            path: task.file.clone(),
-            key: format!("metric_list ({name}): aggregation `{agg_name}`"),
-            message,
-        };
-        let Hook::Aggregation(f) = hooks::lookup(agg_name, "aggregation").map_err(agg_err)? else {
-            return Err(agg_err("not an aggregation hook".into()));
-        };
-        let agg = f(&scores, &agg_ctx).map_err(agg_err)?;
-        if let Some(note) = &agg.note {
-            note_once(&format!("task `{}`: {name} is {note}", task.name));
-        }
-        metrics.insert(
-            name.clone(),
-            MetricValue {
-                value: agg.value,
-                stderr: agg.stderr,
-            },
-        );
+        let (value, stderr) = aggregate(task, name, &scores, &agg_ctx)?;
+        metrics.insert(name.clone(), MetricValue { value, stderr });
     }
     Ok((
         TaskResult {
@@ -327,14 +295,14 @@ fn multiple_choice(
         let mut metrics = BTreeMap::new();
         let mut sub_scores = BTreeMap::new();
         if let Some(name) = &task.process_results {
-            let scores = run_process_results(
+            (metrics, sub_scores) = process_results(
                 task,
                 name,
+                &order,
                 &docs[i],
                 doc_ids[i],
                 Results::Loglikelihoods(&ll),
             )?;
-            (metrics, sub_scores) = pick_metrics(task, &order, doc_ids[i], scores)?;
         } else {
             for name in &order {
                 // acc_norm divides by the length of each choice (the contexts, for
@@ -453,9 +421,14 @@ fn generate(
         let mut metrics = BTreeMap::new();
         let mut sub_scores = BTreeMap::new();
         if let Some(name) = &task.process_results {
-            let scores =
-                run_process_results(task, name, &docs[i], doc_ids[i], Results::Generation(&text))?;
-            (metrics, sub_scores) = pick_metrics(task, &order, doc_ids[i], scores)?;
+            (metrics, sub_scores) = process_results(
+                task,
+                name,
+                &order,
+                &docs[i],
+                doc_ids[i],
+                Results::Generation(&text),
+            )?;
         } else {
             for m in &task.metrics {
                 for (suffix, steps) in &filters {
@@ -482,69 +455,6 @@ fn generate(
     }
     bar.finish_and_clear();
     Ok((order, records))
-}
-
-/// Run a task's `process_results` hook on one document.
-fn run_process_results(
-    task: &TaskSpec,
-    name: &str,
-    doc: &Value,
-    doc_id: usize,
-    results: Results,
-) -> Result<BTreeMap<String, Score>> {
-    let err = |message: String| Error::Template {
-        task: task.name.clone(),
-        doc_id,
-        key: format!("process_results `{name}`"),
-        message,
-    };
-    match hooks::lookup(name, "process_results").map_err(err)? {
-        Hook::ProcessResults(f) => f(doc, results).map_err(err),
-        _ => Err(err("not a process_results hook".into())),
-    }
-}
-
-type PerItem = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
-
-/// The metrics of `order` out of what `process_results` returned; one it lacks is an error.
-fn pick_metrics(
-    task: &TaskSpec,
-    order: &[String],
-    doc_id: usize,
-    mut scores: BTreeMap<String, Score>,
-) -> Result<PerItem> {
-    let mut metrics = BTreeMap::new();
-    let mut lists = BTreeMap::new();
-    for name in order {
-        let base = name.split(',').next().unwrap_or(name);
-        let score = scores.remove(base).ok_or_else(|| Error::Template {
-            task: task.name.clone(),
-            doc_id,
-            key: "metric_list".into(),
-            message: format!(
-                "`{base}` is not a metric process_results `{}` returns (it returns: {})",
-                task.process_results.as_deref().unwrap_or("?"),
-                scores.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        })?;
-        metrics.insert(name.clone(), score.value());
-        if let Score::Many(xs) = score {
-            lists.insert(name.clone(), xs);
-        }
-    }
-    Ok((metrics, lists))
-}
-
-/// Print `line` on stderr once per process (a note that every candidate of a search would
-/// otherwise repeat).
-fn note_once(line: &str) {
-    static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    if let Ok(mut seen) = SEEN.lock() {
-        if seen.insert(line.to_string()) {
-            eprintln!("lamarck: note: {line}");
-        }
-    }
 }
 
 /// Whether tasks show their own progress bars (the search turns them off: it shows one
