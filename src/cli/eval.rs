@@ -35,6 +35,10 @@ pub struct EvalArgs {
     /// Evaluate only the first N documents of each task.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Few-shot examples per prompt for every task, overriding each task's `num_fewshot`
+    /// (as lm-eval's `--num_fewshot`).
+    #[arg(long)]
+    pub num_fewshot: Option<usize>,
     /// Prompts generated together (one batch, KV-cached); multiple choice scores all
     /// choices of a context in one pass against its cached keys and values.
     #[arg(long, default_value_t = 8)]
@@ -88,6 +92,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .iter()
         .map(|f| TaskSpec::from_file(f))
         .collect::<Result<Vec<_>, _>>()?;
+    let specs: Vec<TaskSpec> = specs
+        .into_iter()
+        .map(|mut s| {
+            s.num_fewshot = args.num_fewshot.unwrap_or(s.num_fewshot);
+            s
+        })
+        .collect();
     if let Some(file) = &args.responses {
         return run_responses(&args, file, &specs);
     }

@@ -9,9 +9,11 @@ use serde_json::Value;
 use super::lm::Qwen2Lm;
 use super::requests::loglikelihoods;
 use super::score::{
-    acc_norm_prediction, apply_filters, argmax, cut_at_stops, exact_match, mean_stderr,
+    acc_norm_prediction, aggregate, aggregation_context, apply_filters, argmax, cut_at_stops,
+    exact_match, process_results,
 };
-use super::task::template::{Target, Templates};
+use super::task::hooks::{Results, Score};
+use super::task::template::{Input, Target, Templates};
 use super::task::{data, OutputType, TaskSpec};
 use super::tokenizer::TextTokenizer;
 use super::{Error, Result};
@@ -80,6 +82,10 @@ pub struct ItemRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generated: Option<String>,
     pub metrics: BTreeMap<String, f64>,
+    /// Metrics with one value per sub-item (IFEval's instruction-level verdicts); their
+    /// entry in `metrics` is the mean.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub sub_scores: BTreeMap<String, Vec<f64>>,
 }
 
 /// Evaluate `task` on `lm`.
@@ -104,7 +110,7 @@ pub fn evaluate_task_items(
 ) -> Result<(TaskResult, Vec<ItemRecord>)> {
     let start = Instant::now();
     let split = task.eval_split(opts.split.as_deref())?;
-    let mut docs = data::load_split(task, &split)?;
+    let mut docs = task.process_docs(data::load_split(task, &split)?)?;
     if let Some(n) = opts.limit {
         docs.truncate(n);
     }
@@ -113,11 +119,20 @@ pub fn evaluate_task_items(
     let fewshot = FewshotSource::new(task, &split, &templates)?;
     let mut rng = SplitMix64(FEWSHOT_SEED);
     let mut prompts = Vec::with_capacity(docs.len());
+    // Multiple input (winogrande): the prompt is the shared prefix, the document's gold
+    // index comes from doc_to_text and each choice completes the context.
+    let mut input_golds: Vec<Option<usize>> = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
         let mut ctx = task.description.clone();
         ctx.push_str(&fewshot.context(task, doc, &mut rng)?);
-        ctx.push_str(&templates.text(&task.doc_to_text, doc, i, "doc_to_text")?);
-        if opts.apply_chat_template {
+        match templates.input(&task.doc_to_text, doc, i, "doc_to_text")? {
+            Input::Text(text) => {
+                ctx.push_str(&text);
+                input_golds.push(None);
+            }
+            Input::Choice(gold) => input_golds.push(Some(gold)),
+        }
+        if opts.apply_chat_template && input_golds[i].is_none() {
             ctx = apply_chat_template(tok, &ctx)?;
         }
         prompts.push(ctx);
@@ -136,14 +151,23 @@ pub fn evaluate_task_items(
                 .iter()
                 .map(|&i| (docs[i].clone(), prompts[i].clone()))
                 .collect();
+            input_golds = ids.iter().map(|&i| input_golds[i]).collect();
             (docs, prompts) = keep.into_iter().unzip();
             ids.to_vec()
         }
     };
     let (metric_order, records) = match &task.output_type {
-        OutputType::MultipleChoice => {
-            multiple_choice(lm, tok, task, &templates, &docs, &ids, &prompts, opts)?
-        }
+        OutputType::MultipleChoice => multiple_choice(
+            lm,
+            tok,
+            task,
+            &templates,
+            &docs,
+            &ids,
+            &prompts,
+            &input_golds,
+            opts,
+        )?,
         OutputType::GenerateUntil {
             until,
             max_gen_toks,
@@ -162,9 +186,16 @@ pub fn evaluate_task_items(
         )?,
     };
     let mut metrics = BTreeMap::new();
+    let agg_ctx = aggregation_context(task)?;
     for name in &metric_order {
-        let xs: Vec<f64> = records.iter().map(|r| r.metrics[name]).collect();
-        let (value, stderr) = mean_stderr(&xs);
+        let scores: Vec<Score> = records
+            .iter()
+            .map(|r| match r.sub_scores.get(name) {
+                Some(xs) => Score::Many(xs.clone()),
+                None => Score::One(r.metrics[name]),
+            })
+            .collect();
+        let (value, stderr) = aggregate(task, name, &scores, &agg_ctx)?;
         metrics.insert(name.clone(), MetricValue { value, stderr });
     }
     Ok((
@@ -212,6 +243,7 @@ fn multiple_choice(
     docs: &[Value],
     doc_ids: &[usize],
     prompts: &[String],
+    input_golds: &[Option<usize>],
     opts: &EvalOptions,
 ) -> Result<(Vec<String>, Vec<ItemRecord>)> {
     let choice_spec = task
@@ -223,11 +255,30 @@ fn multiple_choice(
     for (i, doc) in docs.iter().enumerate() {
         let choices = templates.choices(choice_spec, doc, doc_ids[i])?;
         let target = templates.target(&task.doc_to_target, doc, doc_ids[i], true)?;
-        let gold = gold_index(&target, &choices, task, doc_ids[i])?;
-        for c in &choices {
-            pairs.push((prompts[i].clone(), format!("{}{c}", task.target_delimiter)));
+        match input_golds[i] {
+            // Each choice completes the context; the continuation is the target text.
+            Some(gold) => {
+                let gold = gold_index(&Target::Index(gold), &choices, task, doc_ids[i])?;
+                let cont = match &target {
+                    Target::Text(t) => t.clone(),
+                    Target::Index(idx) => idx.to_string(),
+                };
+                for c in &choices {
+                    pairs.push((
+                        format!("{}{c}", prompts[i]),
+                        format!("{}{cont}", task.target_delimiter),
+                    ));
+                }
+                per_doc.push((choices, gold));
+            }
+            None => {
+                let gold = gold_index(&target, &choices, task, doc_ids[i])?;
+                for c in &choices {
+                    pairs.push((prompts[i].clone(), format!("{}{c}", task.target_delimiter)));
+                }
+                per_doc.push((choices, gold));
+            }
         }
-        per_doc.push((choices, gold));
     }
     let bar = progress(pairs.len() as u64, &task.name);
     let lls = loglikelihoods(lm, tok, &pairs, opts.batch_size, &mut |n| bar.inc(n as u64))?;
@@ -242,13 +293,27 @@ fn multiple_choice(
             .collect();
         at += choices.len();
         let mut metrics = BTreeMap::new();
-        for name in &order {
-            let pred = if name == "acc_norm" {
-                acc_norm_prediction(&ll, &choices)
-            } else {
-                argmax(&ll)
-            };
-            metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
+        let mut sub_scores = BTreeMap::new();
+        if let Some(name) = &task.process_results {
+            (metrics, sub_scores) = process_results(
+                task,
+                name,
+                &order,
+                &docs[i],
+                doc_ids[i],
+                Results::Loglikelihoods(&ll),
+            )?;
+        } else {
+            for name in &order {
+                // acc_norm divides by the length of each choice (the contexts, for
+                // multiple input: lm-eval's `len(doc_to_choice(doc)[i])`).
+                let pred = if name == "acc_norm" {
+                    acc_norm_prediction(&ll, &choices)
+                } else {
+                    argmax(&ll)
+                };
+                metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
+            }
         }
         records.push(ItemRecord {
             task: task.name.clone(),
@@ -260,6 +325,7 @@ fn multiple_choice(
             loglikelihoods: Some(ll),
             generated: None,
             metrics,
+            sub_scores,
         });
     }
     Ok((order, records))
@@ -353,13 +419,25 @@ fn generate(
     for (i, (target, gen_ids)) in targets.into_iter().zip(generated).enumerate() {
         let text = cut_at_stops(&tok.decode(&gen_ids, true)?, &stops);
         let mut metrics = BTreeMap::new();
-        for m in &task.metrics {
-            for (suffix, steps) in &filters {
-                let filtered = apply_filters(steps, &text)?;
-                metrics.insert(
-                    format!("{}{suffix}", m.name),
-                    exact_match(&m.exact_match, &filtered, &target)?,
-                );
+        let mut sub_scores = BTreeMap::new();
+        if let Some(name) = &task.process_results {
+            (metrics, sub_scores) = process_results(
+                task,
+                name,
+                &order,
+                &docs[i],
+                doc_ids[i],
+                Results::Generation(&text),
+            )?;
+        } else {
+            for m in &task.metrics {
+                for (suffix, steps) in &filters {
+                    let filtered = apply_filters(steps, &text)?;
+                    metrics.insert(
+                        format!("{}{suffix}", m.name),
+                        exact_match(&m.exact_match, &filtered, &target)?,
+                    );
+                }
             }
         }
         records.push(ItemRecord {
@@ -372,6 +450,7 @@ fn generate(
             loglikelihoods: None,
             generated: Some(text),
             metrics,
+            sub_scores,
         });
     }
     bar.finish_and_clear();
@@ -449,10 +528,26 @@ impl FewshotSource {
             key: "num_fewshot".into(),
             message: "few-shot examples need a fewshot_split (or training/validation split)".into(),
         })?;
-        let docs = data::load_split(task, &split)?;
+        let docs = task.process_docs(data::load_split(task, &split)?)?;
         let mut examples = Vec::with_capacity(docs.len());
         for (i, doc) in docs.into_iter().enumerate() {
-            let text = templates.text(&task.doc_to_text, &doc, i, "doc_to_text (few-shot)")?;
+            // Multiple input: the example's question is its gold context (lm-eval's
+            // `q = c[q]`).
+            let text =
+                match templates.input(&task.doc_to_text, &doc, i, "doc_to_text (few-shot)")? {
+                    Input::Text(t) => t,
+                    Input::Choice(gold) => {
+                        let spec = task.doc_to_choice.as_ref().ok_or_else(|| Error::Task {
+                            path: task.file.clone(),
+                            key: "doc_to_choice".into(),
+                            message: "doc_to_text gives an index: the task needs doc_to_choice"
+                                .into(),
+                        })?;
+                        let choices = templates.choices(spec, &doc, i)?;
+                        let g = gold_index(&Target::Index(gold), &choices, task, i)?;
+                        choices[g].clone()
+                    }
+                };
             let target =
                 templates.target(&task.doc_to_target, &doc, i, task.doc_to_choice.is_some())?;
             let target = match (target, &task.doc_to_choice) {

@@ -1,10 +1,15 @@
 //! Metrics as lm-eval computes them: `acc` / `acc_norm` for multiple choice (arg-max of the
 //! log-likelihoods, of the log-likelihoods divided by each choice's length in characters,
-//! first index on ties as `np.argmax`), `exact_match` after regex filters, and the mean
-//! with its standard error (sample standard deviation / √n).
-use regex::Regex;
+//! first index on ties as `np.argmax`), `exact_match` after regex filters, the mean
+//! with its standard error (sample standard deviation / √n), and the task's built-in
+//! `process_results` / aggregation hooks ([`super::task::hooks`]).
+use std::collections::BTreeMap;
 
-use super::task::{ExactMatchOptions, FilterStep};
+use regex::Regex;
+use serde_json::Value;
+
+use super::task::hooks::{self, AggContext, Hook, Results, Score};
+use super::task::{ExactMatchOptions, FilterStep, TaskSpec};
 use super::{Error, Result};
 
 /// Index of the largest value; the first one on ties (`np.argmax`).
@@ -123,4 +128,102 @@ pub fn cut_at_stops(text: &str, until: &[String]) -> String {
         }
     }
     s.to_string()
+}
+
+/// One document's metrics (`metric_list` order → value) and, for those with one value per
+/// sub-item, the sub-item values.
+pub type ItemMetrics = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
+
+/// Run the task's `process_results` hook `name` on one document and pick the metrics of
+/// `order` from what it returns; a metric it does not return is an error naming both.
+pub fn process_results(
+    task: &TaskSpec,
+    name: &str,
+    order: &[String],
+    doc: &Value,
+    doc_id: usize,
+    results: Results,
+) -> Result<ItemMetrics> {
+    let err = |message: String| Error::Template {
+        task: task.name.clone(),
+        doc_id,
+        key: format!("process_results `{name}`"),
+        message,
+    };
+    let Hook::ProcessResults(f) = hooks::lookup(name, "process_results").map_err(err)? else {
+        return Err(err("not a process_results hook".into()));
+    };
+    let mut scores = f(doc, results).map_err(err)?;
+    let mut metrics = BTreeMap::new();
+    let mut lists = BTreeMap::new();
+    for metric in order {
+        let base = metric.split(',').next().unwrap_or(metric);
+        let score = scores.remove(base).ok_or_else(|| {
+            err(format!(
+                "metric_list names `{base}`, which it does not return (it returns: {})",
+                scores.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        metrics.insert(metric.clone(), score.value());
+        if let Score::Many(xs) = score {
+            lists.insert(metric.clone(), xs);
+        }
+    }
+    Ok((metrics, lists))
+}
+
+/// What the task's aggregation hooks need: the gp-IRT parameters, if there are any.
+pub fn aggregation_context(task: &TaskSpec) -> Result<AggContext> {
+    let irt = hooks::gpirt::IrtFile::find(&task.file).map_err(|message| Error::Task {
+        path: task.file.clone(),
+        key: "metric_list".into(),
+        message,
+    })?;
+    Ok(AggContext { irt })
+}
+
+/// One metric over all documents: its `aggregation` hook, else the mean ± standard error.
+/// A hook's note (gp-IRT that fell back to the mean) is printed once per task and metric.
+pub fn aggregate(
+    task: &TaskSpec,
+    metric: &str,
+    scores: &[Score],
+    ctx: &AggContext,
+) -> Result<(f64, Option<f64>)> {
+    let spec = task
+        .metrics
+        .iter()
+        .find(|m| metric == m.name || metric.starts_with(&format!("{},", m.name)));
+    let Some(name) = spec.and_then(|m| m.aggregation.as_deref()) else {
+        let xs: Vec<f64> = scores.iter().map(Score::value).collect();
+        return Ok(mean_stderr(&xs));
+    };
+    let err = |message: String| Error::Task {
+        path: task.file.clone(),
+        key: format!("metric_list ({metric}).aggregation `{name}`"),
+        message,
+    };
+    let Hook::Aggregation(f) = hooks::lookup(name, "aggregation").map_err(err)? else {
+        return Err(err("not an aggregation hook".into()));
+    };
+    let agg = f(scores, ctx).map_err(err)?;
+    if let Some(note) = &agg.note {
+        note_once(
+            &format!("{}/{metric}", task.name),
+            &format!("task `{}`: {metric} is {note}", task.name),
+        );
+    }
+    Ok((agg.value, agg.stderr))
+}
+
+/// Print `line` on stderr once per process for `key` (a note that every candidate of a
+/// search would otherwise repeat).
+fn note_once(key: &str, line: &str) {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<String>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    if let Ok(mut seen) = SEEN.lock() {
+        if seen.insert(key.to_string()) {
+            eprintln!("lamarck: note: {line}");
+        }
+    }
 }

@@ -53,6 +53,8 @@ mod eval_tasks;
 mod eval_dataset;
 // Batched generation and prefix-shared multiple choice equal one-at-a-time scoring; bf16 on CPU.
 mod eval_batched;
+// Built-in lm-eval hooks against lm-eval's own output; its task files unedited, `include:`.
+mod eval_hooks;
 
 // The search: the stage cache, `evolve --dry-run`, `evolve` end to end with kill/resume.
 mod search_cache;

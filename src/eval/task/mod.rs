@@ -1,9 +1,13 @@
 //! lm-eval task YAML, the documented subset (see `evals/README.md`).
 //!
 //! Parsing is strict as recipes are: every key is known or an error names it with its
-//! YAML path; keys that cannot change scores are accepted and ignored; `!function` hooks
-//! and `process_docs` need Python and are rejected as unsupported.
+//! YAML path; keys that cannot change scores are accepted and ignored. `!function` hooks
+//! resolve to lamarck's built-in equivalents ([`hooks::HOOKS`]); any other is an error
+//! naming it. `include:` works as in lm-eval ([`include`]).
 pub mod data;
+pub mod hooks;
+pub mod include;
+mod lists;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -12,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::{Error, Result};
+use lists::{parse_filters, parse_generation, parse_metrics};
 
 /// How a task is scored.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +41,11 @@ pub struct ExactMatchOptions {
 /// One entry of `metric_list`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSpec {
-    /// `acc`, `acc_norm` or `exact_match`.
+    /// `acc`, `acc_norm` or `exact_match`; with `process_results`, any metric it returns.
     pub name: String,
     pub exact_match: ExactMatchOptions,
+    /// `aggregation: !function NAME`, a built-in aggregation hook; `None` is the mean.
+    pub aggregation: Option<String>,
 }
 
 /// One step of a `filter_list` pipeline.
@@ -87,6 +94,10 @@ pub struct TaskSpec {
     pub filters: Vec<FilterSpec>,
     /// `fewshot_config.sampler: first_n` takes the first examples instead of a seeded draw.
     pub fewshot_first_n: bool,
+    /// `process_docs: !function NAME`, a built-in hook run on every document.
+    pub process_docs: Option<String>,
+    /// `process_results: !function NAME`, a built-in hook that computes the metrics.
+    pub process_results: Option<String>,
 }
 
 /// Keys that do not change scores: accepted and ignored.
@@ -101,8 +112,6 @@ const IGNORED: &[&str] = &[
 ];
 /// Keys that need Python.
 const UNSUPPORTED: &[&str] = &[
-    "process_docs",
-    "process_results",
     "custom_dataset",
     "use_prompt",
     "doc_to_image",
@@ -123,37 +132,42 @@ impl TaskSpec {
             key: key.to_string(),
             message,
         };
-        let root: Value = serde_yaml_ng::from_str(text)
-            .map_err(|e| err("(file)", format!("not valid YAML: {e}")))?;
-        let map = root
-            .as_mapping()
-            .ok_or_else(|| err("(file)", "a task file is a YAML mapping".into()))?;
         let mut fields: BTreeMap<String, Value> = BTreeMap::new();
-        for (k, v) in map {
-            let key = k
-                .as_str()
-                .ok_or_else(|| err("(file)", format!("key {k:?} is not a string")))?;
-            if let Some(tagged) = find_tag(v) {
-                return Err(Error::Unsupported {
-                    path: path.to_path_buf(),
-                    key: key.to_string(),
-                    reason: format!(
+        let mut hooks: BTreeMap<String, String> = BTreeMap::new();
+        for (key, v) in include::task_keys(text, path)? {
+            let unsupported = |reason: String| Error::Unsupported {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                reason,
+            };
+            if HOOK_KEYS.contains(&key.as_str()) {
+                if let Some(name) = function_name(&v) {
+                    hooks::lookup(&name, &key).map_err(unsupported)?;
+                    hooks.insert(key.clone(), name);
+                } else if matches!(key.as_str(), "process_docs" | "process_results") {
+                    return Err(unsupported(
+                        "it needs a `!function` naming one of lamarck's built-in hooks".into(),
+                    ));
+                }
+            } else if key != "metric_list" {
+                if let Some(tagged) = find_tag(&v) {
+                    return Err(unsupported(format!(
                         "`!{tagged}` hooks run Python code, which lamarck cannot; \
                          replace it with a Jinja template or a field name"
-                    ),
-                });
+                    )));
+                }
             }
-            if UNSUPPORTED.contains(&key) {
-                return Err(Error::Unsupported {
-                    path: path.to_path_buf(),
-                    key: key.to_string(),
-                    reason: "it needs Python; preprocess the data file instead".into(),
-                });
+            if UNSUPPORTED.contains(&key.as_str()) {
+                return Err(unsupported(
+                    "it needs Python; preprocess the data file instead".into(),
+                ));
             }
-            fields.insert(key.to_string(), v.clone());
+            fields.insert(key, v);
         }
         let known = [
             "task",
+            "process_docs",
+            "process_results",
             "dataset_path",
             "dataset_name",
             "dataset_kwargs",
@@ -244,6 +258,7 @@ impl TaskSpec {
         let template_field = |key: &str| -> Result<Option<Value>> {
             match fields.get(key) {
                 None | Some(Value::Null) => Ok(None),
+                Some(v @ Value::Tagged(_)) if hooks.contains_key(key) => Ok(Some(v.clone())),
                 Some(v @ (Value::String(_) | Value::Number(_))) => Ok(Some(v.clone())),
                 Some(v @ Value::Sequence(_)) if key == "doc_to_choice" => Ok(Some(v.clone())),
                 Some(v) => Err(err(
@@ -276,7 +291,14 @@ impl TaskSpec {
                 ))
             }
         };
-        let metrics = parse_metrics(fields.get("metric_list"), &output_type, &err)?;
+        let process_results = hooks.get("process_results").cloned();
+        let metrics = parse_metrics(
+            fields.get("metric_list"),
+            &output_type,
+            process_results.is_some(),
+            &err,
+            path,
+        )?;
         let filters = parse_filters(fields.get("filter_list"), &err)?;
         let num_fewshot = match fields.get("num_fewshot") {
             None | Some(Value::Null) => 0,
@@ -307,6 +329,8 @@ impl TaskSpec {
         };
         Ok(TaskSpec {
             fewshot_first_n,
+            process_docs: hooks.get("process_docs").cloned(),
+            process_results,
             name,
             file: path.to_path_buf(),
             dataset_path,
@@ -327,6 +351,28 @@ impl TaskSpec {
             metrics,
             filters,
         })
+    }
+
+    /// The documents after the task's `process_docs` hook (unchanged without one).
+    pub fn process_docs(&self, docs: Vec<serde_json::Value>) -> Result<Vec<serde_json::Value>> {
+        let Some(name) = &self.process_docs else {
+            return Ok(docs);
+        };
+        let err = |doc_id: usize, message: String| Error::Template {
+            task: self.name.clone(),
+            doc_id,
+            key: format!("process_docs `{name}`"),
+            message,
+        };
+        let hooks::Hook::ProcessDocs(f) =
+            hooks::lookup(name, "process_docs").map_err(|m| err(0, m))?
+        else {
+            return Err(err(0, "not a process_docs hook".into()));
+        };
+        docs.iter()
+            .enumerate()
+            .map(|(i, d)| f(d).map_err(|m| err(i, m)))
+            .collect()
     }
 
     /// The split to evaluate: `requested`, else `test_split`, else `validation_split`.
@@ -363,6 +409,25 @@ impl TaskSpec {
     }
 }
 
+/// Keys whose value may be `!function NAME` (a built-in hook).
+const HOOK_KEYS: &[&str] = &[
+    "doc_to_text",
+    "doc_to_target",
+    "doc_to_choice",
+    "process_docs",
+    "process_results",
+];
+
+/// `NAME` of a `!function NAME` value.
+pub fn function_name(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) if t.tag.to_string().trim_start_matches('!') == "function" => {
+            t.value.as_str().map(|s| s.trim().to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The tag of the first tagged value inside `v` (`!function utils.process`).
 fn find_tag(v: &Value) -> Option<String> {
     match v {
@@ -370,226 +435,5 @@ fn find_tag(v: &Value) -> Option<String> {
         Value::Sequence(s) => s.iter().find_map(find_tag),
         Value::Mapping(m) => m.iter().find_map(|(_, v)| find_tag(v)),
         _ => None,
-    }
-}
-
-type ErrFn<'a> = dyn Fn(&str, String) -> Error + 'a;
-
-fn parse_generation(kwargs: Option<&Value>, err: &ErrFn) -> Result<OutputType> {
-    let mut until = Vec::new();
-    let mut max_gen_toks = 256;
-    if let Some(v) = kwargs {
-        let m = v
-            .as_mapping()
-            .ok_or_else(|| err("generation_kwargs", "expected a mapping".into()))?;
-        for (k, v) in m {
-            let key = k.as_str().unwrap_or("?");
-            let path = format!("generation_kwargs.{key}");
-            match key {
-                "until" => {
-                    until = match v {
-                        Value::String(s) => vec![s.clone()],
-                        Value::Sequence(s) => s
-                            .iter()
-                            .map(|x| x.as_str().map(str::to_string))
-                            .collect::<Option<Vec<_>>>()
-                            .ok_or_else(|| err(&path, "expected a list of strings".into()))?,
-                        _ => {
-                            return Err(err(&path, "expected a string or a list of strings".into()))
-                        }
-                    }
-                }
-                "max_gen_toks" => {
-                    max_gen_toks = v
-                        .as_u64()
-                        .ok_or_else(|| err(&path, "expected a positive integer".into()))?
-                        as usize
-                }
-                "do_sample" => {
-                    if v.as_bool() == Some(true) {
-                        return Err(err(
-                            &path,
-                            "sampling is not supported; lamarck decodes greedily".into(),
-                        ));
-                    }
-                }
-                "temperature" => {
-                    if v.as_f64().is_some_and(|t| t != 0.0) {
-                        return Err(err(
-                            &path,
-                            "only temperature 0 (greedy) is supported".into(),
-                        ));
-                    }
-                }
-                _ => return Err(err(
-                    &path,
-                    "unknown key; supported: until, max_gen_toks, do_sample: false, temperature: 0"
-                        .into(),
-                )),
-            }
-        }
-    }
-    Ok(OutputType::GenerateUntil {
-        until,
-        max_gen_toks,
-    })
-}
-
-fn parse_metrics(
-    list: Option<&Value>,
-    output: &OutputType,
-    err: &ErrFn,
-) -> Result<Vec<MetricSpec>> {
-    let allowed: &[&str] = match output {
-        OutputType::MultipleChoice => &["acc", "acc_norm"],
-        OutputType::GenerateUntil { .. } => &["exact_match"],
-    };
-    let Some(list) = list else {
-        return Ok(vec![MetricSpec {
-            name: allowed[0].to_string(),
-            exact_match: ExactMatchOptions::default(),
-        }]);
-    };
-    let items = list
-        .as_sequence()
-        .ok_or_else(|| err("metric_list", "expected a list".into()))?;
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let m = item
-            .as_mapping()
-            .ok_or_else(|| err(&format!("metric_list[{i}]"), "expected a mapping".into()))?;
-        let mut spec = MetricSpec {
-            name: String::new(),
-            exact_match: ExactMatchOptions::default(),
-        };
-        for (k, v) in m {
-            let key = k.as_str().unwrap_or("?");
-            let path = format!("metric_list[{i}].{key}");
-            let as_bool = || {
-                v.as_bool()
-                    .ok_or_else(|| err(&path, "expected true or false".into()))
-            };
-            match key {
-                "metric" => {
-                    let name = v
-                        .as_str()
-                        .ok_or_else(|| err(&path, "expected a name".into()))?;
-                    if !allowed.contains(&name) {
-                        return Err(err(
-                            &path,
-                            format!("`{name}` is not supported here; use one of {allowed:?}"),
-                        ));
-                    }
-                    spec.name = name.to_string();
-                }
-                "aggregation" => {
-                    if v.as_str() != Some("mean") {
-                        return Err(err(&path, "only `mean` aggregation is supported".into()));
-                    }
-                }
-                "higher_is_better" => {}
-                "ignore_case" => spec.exact_match.ignore_case = as_bool()?,
-                "ignore_punctuation" => spec.exact_match.ignore_punctuation = as_bool()?,
-                "regexes_to_ignore" => {
-                    spec.exact_match.regexes_to_ignore = v
-                        .as_sequence()
-                        .and_then(|s| s.iter().map(|x| x.as_str().map(str::to_string)).collect())
-                        .ok_or_else(|| err(&path, "expected a list of regexes".into()))?;
-                    for r in &spec.exact_match.regexes_to_ignore {
-                        regex::Regex::new(r)
-                            .map_err(|e| err(&path, format!("bad regex `{r}`: {e}")))?;
-                    }
-                }
-                _ => return Err(err(&path, "unknown key".into())),
-            }
-        }
-        if spec.name.is_empty() {
-            return Err(err(&format!("metric_list[{i}].metric"), "missing".into()));
-        }
-        out.push(spec);
-    }
-    Ok(out)
-}
-
-fn parse_filters(list: Option<&Value>, err: &ErrFn) -> Result<Vec<FilterSpec>> {
-    let Some(list) = list else {
-        return Ok(Vec::new());
-    };
-    let items = list
-        .as_sequence()
-        .ok_or_else(|| err("filter_list", "expected a list".into()))?;
-    let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let name = item
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(&format!("filter_list[{i}].name"), "missing".into()))?;
-        let steps_v = item
-            .get("filter")
-            .and_then(Value::as_sequence)
-            .ok_or_else(|| {
-                err(
-                    &format!("filter_list[{i}].filter"),
-                    "expected a list of steps".into(),
-                )
-            })?;
-        let mut steps = Vec::new();
-        for (j, s) in steps_v.iter().enumerate() {
-            let path = format!("filter_list[{i}].filter[{j}]");
-            let function = s
-                .get("function")
-                .and_then(Value::as_str)
-                .ok_or_else(|| err(&path, "missing `function`".into()))?;
-            steps.push(match function {
-                "regex" => {
-                    let pattern = s
-                        .get("regex_pattern")
-                        .and_then(Value::as_str)
-                        .unwrap_or(r"#### (\-?[0-9\.\,]+)")
-                        .to_string();
-                    regex::Regex::new(&pattern)
-                        .map_err(|e| err(&path, format!("bad regex_pattern `{pattern}`: {e}")))?;
-                    StepCheck::keys(s, &["function", "regex_pattern", "group_select", "fallback"], &path, err)?;
-                    FilterStep::Regex {
-                        pattern,
-                        group_select: s.get("group_select").and_then(Value::as_i64).unwrap_or(0),
-                        fallback: s
-                            .get("fallback")
-                            .and_then(Value::as_str)
-                            .unwrap_or("[invalid]")
-                            .to_string(),
-                    }
-                }
-                "take_first" => FilterStep::TakeFirst,
-                "lowercase" => FilterStep::Lowercase,
-                "uppercase" => FilterStep::Uppercase,
-                other => {
-                    return Err(err(
-                        &path,
-                        format!("filter function `{other}` is not supported (regex, take_first, lowercase, uppercase)"),
-                    ))
-                }
-            });
-        }
-        out.push(FilterSpec {
-            name: name.to_string(),
-            steps,
-        });
-    }
-    Ok(out)
-}
-
-struct StepCheck;
-impl StepCheck {
-    fn keys(v: &Value, allowed: &[&str], path: &str, err: &ErrFn) -> Result<()> {
-        if let Some(m) = v.as_mapping() {
-            for (k, _) in m {
-                let key = k.as_str().unwrap_or("?");
-                if !allowed.contains(&key) {
-                    return Err(err(&format!("{path}.{key}"), "unknown key".into()));
-                }
-            }
-        }
-        Ok(())
     }
 }

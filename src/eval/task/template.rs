@@ -4,12 +4,24 @@
 //! printed form); anything else is rendered to text. Python methods real task files use
 //! (`list.index`, `str.strip`, `str.split`...) are provided through minijinja's
 //! unknown-method callback. A field the template names but the document lacks is an error.
+//! A `!function NAME` value runs the built-in hook registered as NAME ([`super::hooks`]).
 use minijinja::value::{Value as JValue, ValueKind};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
 use serde_yaml_ng::Value as YValue;
 
+use super::hooks::{self, Hook};
 use crate::eval::{Error, Result};
+
+/// What `doc_to_text` gives for a document.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The prompt text.
+    Text(String),
+    /// The gold index of a multiple-input task (lm-eval: `doc_to_text` returned an int,
+    /// as winogrande's hook does): the choices are contexts, the target is shared.
+    Choice(usize),
+}
 
 /// The gold answer of a document.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +52,18 @@ impl Templates {
     /// `doc_to_text` (or any text template) for document `doc_id`.
     pub fn text(&self, spec: &YValue, doc: &Value, doc_id: usize, key: &str) -> Result<String> {
         Ok(display(&self.value(spec, doc, doc_id, key)?))
+    }
+
+    /// `doc_to_text`: text, or a gold index when a hook or a field name gives an integer.
+    pub fn input(&self, spec: &YValue, doc: &Value, doc_id: usize, key: &str) -> Result<Input> {
+        let raw = matches!(spec, YValue::Tagged(_))
+            || spec.as_str().is_some_and(|f| doc.get(f).is_some());
+        Ok(match self.value(spec, doc, doc_id, key)? {
+            Value::Number(n) if raw && n.as_u64().is_some() => {
+                Input::Choice(n.as_u64().unwrap_or(0) as usize)
+            }
+            v => Input::Text(display(&v)),
+        })
     }
 
     /// `doc_to_target`: an index when the value is an integer (or a digit string and the
@@ -113,6 +137,7 @@ impl Templates {
     /// The value of a field name or template, as JSON.
     fn value(&self, spec: &YValue, doc: &Value, doc_id: usize, key: &str) -> Result<Value> {
         let template = match spec {
+            YValue::Tagged(_) => return self.hook(spec, doc, doc_id, key),
             YValue::String(s) => s.as_str(),
             YValue::Number(n) => return Ok(serde_json::to_value(n.as_i64()).unwrap_or(Value::Null)),
             other => {
@@ -149,6 +174,22 @@ impl Templates {
             None => self.env.render_str(template, &ctx).map(Value::String),
         };
         result.map_err(|e| self.err(doc_id, key, format!("template `{template}`: {e:#}"), doc))
+    }
+
+    /// Run the built-in hook a `!function NAME` value names.
+    fn hook(&self, spec: &YValue, doc: &Value, doc_id: usize, key: &str) -> Result<Value> {
+        let base = key.split_whitespace().next().unwrap_or(key);
+        let name = super::function_name(spec)
+            .ok_or_else(|| self.err(doc_id, key, format!("unsupported value {spec:?}"), doc))?;
+        let hook = hooks::lookup(&name, base).map_err(|m| self.err(doc_id, key, m, doc))?;
+        let out = match hook {
+            Hook::DocToText(f) | Hook::DocToTarget(f) => f(doc),
+            Hook::DocToChoice(f) => {
+                f(doc).map(|c| Value::Array(c.into_iter().map(Value::String).collect()))
+            }
+            _ => Err(format!("`{name}` is not a template hook")),
+        };
+        out.map_err(|m| self.err(doc_id, key, format!("`!function {name}`: {m}"), doc))
     }
 
     fn err(&self, doc_id: usize, key: &str, message: String, doc: &Value) -> Error {
