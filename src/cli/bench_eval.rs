@@ -501,3 +501,60 @@ fn golden(
         "pass": pass,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Flops;
+    use crate::model::synth::SynthShape;
+
+    fn qwen2_5_14b() -> (SynthShape, candle_transformers::models::qwen2::Config) {
+        let shape = SynthShape {
+            hidden: 5120,
+            layers: 48,
+            heads: 40,
+            kv_heads: 8,
+            intermediate: 13824,
+            vocab: 152_064,
+            tied: false,
+            dtype: crate::model::DType::BF16,
+        };
+        let cfg = candle_transformers::models::qwen2::Config {
+            vocab_size: shape.vocab,
+            hidden_size: shape.hidden,
+            intermediate_size: shape.intermediate,
+            num_hidden_layers: shape.layers,
+            num_attention_heads: shape.heads,
+            num_key_value_heads: shape.kv_heads,
+            max_position_embeddings: 32768,
+            sliding_window: 32768,
+            max_window_layers: 48,
+            tie_word_embeddings: false,
+            rope_theta: 1e6,
+            rms_norm_eps: 1e-6,
+            use_sliding_window: false,
+            hidden_act: candle_nn::Activation::Silu,
+        };
+        (shape, cfg)
+    }
+
+    #[test]
+    fn flops_per_token_are_twice_the_layer_weights() {
+        let (shape, cfg) = qwen2_5_14b();
+        // Every matrix of the layers: all parameters but embeddings, LM head, norms, biases.
+        let (h, kv, l, v) = (shape.hidden, 1024, shape.layers, shape.vocab);
+        let small = l * (2 * h + h + 2 * kv) + h;
+        let matrices = shape.num_params() - 2 * v * h - small;
+        let f = Flops::new(&cfg);
+        assert_eq!(f.per_token, 2.0 * matrices as f64);
+        assert_eq!(f.lm_head, 2.0 * (h * v) as f64);
+        // One token at position 0 attends to one key; a 3-token prompt to 1 + 2 + 3 keys.
+        let one = f.tokens(0, 1, 0) - f.per_token;
+        assert_eq!(one, 4.0 * (l * h) as f64);
+        let three = f.tokens(0, 3, 1) - 3.0 * f.per_token - f.lm_head;
+        assert_eq!(three, 6.0 * one);
+        // Continuing after 3 tokens: positions 3 and 4 attend to 4 + 5 keys.
+        let more = f.tokens(3, 5, 0) - 2.0 * f.per_token;
+        assert_eq!(more, 9.0 * one);
+        assert!((shape.num_params() as f64 - 14.77e9).abs() < 0.01e9);
+    }
+}
