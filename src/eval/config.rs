@@ -1,9 +1,12 @@
-//! `config.json` → candle's `qwen2::Config`.
+//! A model's [`HfConfig`] (the one `config.json` parser, `crate::model::config`) →
+//! candle's `qwen2::Config`.
 //!
 //! candle's struct wants a top-level `rope_theta`, a non-null `sliding_window` and every
 //! field present; real files differ (transformers 5 writes `rope_parameters.rope_theta` and
-//! `sliding_window: null`, older files a top-level `rope_theta`). This reads the JSON
-//! itself, fills the documented Qwen2 defaults and says which key is wrong when it can't.
+//! `sliding_window: null`, older files a top-level `rope_theta`). [`HfConfig`] reads both
+//! generations of keys and supplies transformers' defaults (`num_key_value_heads` =
+//! `num_attention_heads`, `tie_word_embeddings` = true); this fills the documented Qwen2
+//! defaults for the rest and says which key is wrong when it can't.
 use std::path::Path;
 
 use candle_nn::Activation;
@@ -11,13 +14,11 @@ use candle_transformers::models::qwen2;
 use serde_json::Value;
 
 use super::{Error, Result};
+use crate::model::HfConfig;
 
 /// Build candle's Qwen2 config from a parsed `config.json`. `path` only labels errors.
-pub fn qwen2_config(json: &Value, path: &Path) -> Result<qwen2::Config> {
-    let obj = json
-        .as_object()
-        .ok_or_else(|| Error::model(path, "config.json is not a JSON object"))?;
-    if let Some(mt) = obj.get("model_type").and_then(Value::as_str) {
+pub fn qwen2_config(cfg: &HfConfig, path: &Path) -> Result<qwen2::Config> {
+    if let Some(mt) = cfg.model_type() {
         if mt != "qwen2" {
             return Err(Error::model(
                 path,
@@ -25,22 +26,15 @@ pub fn qwen2_config(json: &Value, path: &Path) -> Result<qwen2::Config> {
             ));
         }
     }
-    let usize_key = |key: &str| -> Result<usize> {
-        obj.get(key)
-            .and_then(Value::as_u64)
-            .map(|v| v as usize)
-            .ok_or_else(|| {
-                Error::model(
-                    path,
-                    format!("`{key}` is missing or not a non-negative integer"),
-                )
-            })
+    let require = |key: &str| -> Result<usize> {
+        cfg.require_usize(key, path)
+            .map_err(|e| Error::Invalid(e.to_string()))
     };
-    let hidden_size = usize_key("hidden_size")?;
-    let num_attention_heads = usize_key("num_attention_heads")?;
-    let num_key_value_heads = match obj.get("num_key_value_heads") {
+    let hidden_size = require("hidden_size")?;
+    let num_attention_heads = require("num_attention_heads")?;
+    let num_key_value_heads = match cfg.raw.get("num_key_value_heads") {
         None | Some(Value::Null) => num_attention_heads,
-        Some(_) => usize_key("num_key_value_heads")?,
+        Some(_) => require("num_key_value_heads")?,
     };
     if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
         return Err(Error::model(
@@ -54,18 +48,10 @@ pub fn qwen2_config(json: &Value, path: &Path) -> Result<qwen2::Config> {
             format!("num_attention_heads {num_attention_heads} is not a multiple of num_key_value_heads {num_key_value_heads}"),
         ));
     }
-    let rope_theta = obj
-        .get("rope_theta")
-        .and_then(Value::as_f64)
-        .or_else(|| {
-            obj.get("rope_parameters")
-                .and_then(|p| p.get("rope_theta"))
-                .and_then(Value::as_f64)
-        })
-        .unwrap_or(10000.0);
-    if let Some(kind) = obj
+    if let Some(kind) = cfg
+        .raw
         .get("rope_parameters")
-        .or_else(|| obj.get("rope_scaling"))
+        .or_else(|| cfg.raw.get("rope_scaling"))
         .and_then(|p| p.get("rope_type").or_else(|| p.get("type")))
         .and_then(Value::as_str)
     {
@@ -78,24 +64,17 @@ pub fn qwen2_config(json: &Value, path: &Path) -> Result<qwen2::Config> {
             ));
         }
     }
-    let max_position_embeddings = match obj.get("max_position_embeddings") {
+    let max_position_embeddings = match cfg.raw.get("max_position_embeddings") {
         None | Some(Value::Null) => 32768,
-        Some(_) => usize_key("max_position_embeddings")?,
+        Some(_) => require("max_position_embeddings")?,
     };
-    let use_sliding_window = obj
-        .get("use_sliding_window")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let use_sliding_window = cfg.use_sliding_window();
     // A window only applies when enabled; otherwise candle needs a window that never bites.
-    let sliding_window = match obj.get("sliding_window").and_then(Value::as_u64) {
-        Some(w) if use_sliding_window => w as usize,
+    let sliding_window = match cfg.sliding_window() {
+        Some(w) if use_sliding_window => w,
         _ => usize::MAX / 2,
     };
-    let hidden_act = match obj
-        .get("hidden_act")
-        .and_then(Value::as_str)
-        .unwrap_or("silu")
-    {
+    let hidden_act = match cfg.hidden_act().unwrap_or("silu") {
         "silu" | "swish" => Activation::Silu,
         "gelu" => Activation::Gelu,
         "gelu_new" | "gelu_pytorch_tanh" => Activation::NewGelu,
@@ -107,38 +86,79 @@ pub fn qwen2_config(json: &Value, path: &Path) -> Result<qwen2::Config> {
         }
     };
     Ok(qwen2::Config {
-        vocab_size: usize_key("vocab_size")?,
+        vocab_size: require("vocab_size")?,
         hidden_size,
-        intermediate_size: usize_key("intermediate_size")?,
-        num_hidden_layers: usize_key("num_hidden_layers")?,
+        intermediate_size: require("intermediate_size")?,
+        num_hidden_layers: require("num_hidden_layers")?,
         num_attention_heads,
         num_key_value_heads,
         max_position_embeddings,
         sliding_window,
-        max_window_layers: obj
+        max_window_layers: cfg
+            .raw
             .get("max_window_layers")
             .and_then(Value::as_u64)
             .unwrap_or(0) as usize,
-        tie_word_embeddings: obj
-            .get("tie_word_embeddings")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        rope_theta,
-        rms_norm_eps: obj
-            .get("rms_norm_eps")
-            .and_then(Value::as_f64)
-            .unwrap_or(1e-6),
+        tie_word_embeddings: cfg.tie_word_embeddings(),
+        rope_theta: cfg.rope_theta().unwrap_or(10000.0),
+        rms_norm_eps: cfg.rms_norm_eps().unwrap_or(1e-6),
         use_sliding_window,
         hidden_act,
     })
 }
 
-/// Read and parse `dir/config.json`.
-pub fn read_config(dir: &Path) -> Result<(Value, qwen2::Config)> {
+/// Read `dir/config.json` and convert it.
+pub fn read_config(dir: &Path) -> Result<(HfConfig, qwen2::Config)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let json: Value = serde_json::from_str(&text)
-        .map_err(|e| Error::model(&path, format!("not valid JSON: {e}")))?;
-    let cfg = qwen2_config(&json, &path)?;
-    Ok((json, cfg))
+    let hf = HfConfig::from_file(&path).map_err(|e| Error::Invalid(e.to_string()))?;
+    let cfg = qwen2_config(&hf, &path)?;
+    Ok((hf, cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Result<qwen2::Config> {
+        let hf = HfConfig::from_json_str(text).unwrap();
+        qwen2_config(&hf, Path::new("config.json"))
+    }
+
+    const SHAPE: &str = r#""hidden_size":8,"num_attention_heads":2,"intermediate_size":16,
+        "num_hidden_layers":1,"vocab_size":32"#;
+
+    #[test]
+    fn missing_tie_word_embeddings_means_tied_as_in_the_model_layer() {
+        let c = config(&format!("{{{SHAPE}}}")).unwrap();
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.num_key_value_heads, 2);
+        let untied = config(&format!("{{{SHAPE},\"tie_word_embeddings\":false}}")).unwrap();
+        assert!(!untied.tie_word_embeddings);
+    }
+
+    #[test]
+    fn both_generations_of_rope_keys_and_a_null_window() {
+        let old = config(&format!(
+            "{{{SHAPE},\"rope_theta\":1e6,\"sliding_window\":4096}}"
+        ));
+        assert_eq!(old.unwrap().rope_theta, 1e6);
+        let new = config(&format!(
+            "{{{SHAPE},\"rope_parameters\":{{\"rope_theta\":5e5,\"rope_type\":\"default\"}},\"sliding_window\":null}}"
+        ))
+        .unwrap();
+        assert_eq!(new.rope_theta, 5e5);
+        assert!(new.sliding_window > 1 << 40);
+    }
+
+    #[test]
+    fn a_bad_key_is_named() {
+        let err = config(r#"{"hidden_size":"8"}"#).unwrap_err().to_string();
+        assert!(err.contains("`hidden_size`"), "{err}");
+        let err = config(&format!(
+            "{{{SHAPE},\"rope_scaling\":{{\"type\":\"yarn\"}}}}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("rope scaling `yarn`"), "{err}");
+    }
 }

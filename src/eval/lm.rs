@@ -61,8 +61,11 @@ pub struct Qwen2Lm {
 impl Qwen2Lm {
     /// Load a model folder (`config.json` + single or sharded safetensors).
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Qwen2Lm> {
-        let (_, config) = super::config::read_config(dir)?;
-        let tensors = super::weights::load_dir_tensors(dir, dtype, device)?;
+        let opened =
+            crate::model::ModelDir::open(dir).map_err(|e| Error::Invalid(e.to_string()))?;
+        let config = super::config::qwen2_config(&opened.config, &dir.join("config.json"))?;
+        let tensors = super::weights::load_tensors(&opened, dtype, device)?;
+        drop(opened);
         Qwen2Lm::from_tensors(tensors, &config, dtype, device)
             .map_err(|e| Error::model(dir, e.to_string()))
     }

@@ -5,8 +5,9 @@
 //! token split, per-token log-probabilities equal to transformers' within 1e-4 in f32,
 //! `acc_norm` by choice length, and exact match after lm-eval's regex filters.
 //!
-//! - [`config`]: `config.json` → candle's `qwen2::Config`.
-//! - [`weights`]: shards → in-memory tensors (the one door for disk and merged tensors).
+//! - [`config`]: the model layer's `HfConfig` → candle's `qwen2::Config`.
+//! - [`weights`]: a `model::ModelDir` (mmapped shards) → tensors on the device (the one
+//!   door for disk and merged tensors).
 //! - [`qwen`]: Qwen2's forward pass with explicit positions, KV cache and mask.
 //! - [`lm`]: [`Qwen2Lm`]: log-probabilities (whole sequences, or continuations against a
 //!   cached context) and batched greedy generation.

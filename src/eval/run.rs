@@ -17,6 +17,7 @@ use super::task::template::{Input, Target, Templates};
 use super::task::{data, OutputType, TaskSpec};
 use super::tokenizer::TextTokenizer;
 use super::{Error, Result};
+use crate::model::splitmix::SplitMix64;
 
 /// Seed of the few-shot sampler (lm-eval's default `fewshot_seed`).
 pub const FEWSHOT_SEED: u64 = 1234;
@@ -117,7 +118,7 @@ pub fn evaluate_task_items(
     let templates = Templates::new(&task.name);
     let has_choices = task.doc_to_choice.is_some();
     let fewshot = FewshotSource::new(task, &split, &templates)?;
-    let mut rng = SplitMix64(FEWSHOT_SEED);
+    let mut rng = SplitMix64::new(FEWSHOT_SEED);
     let mut prompts = Vec::with_capacity(docs.len());
     // Multiple input (winogrande): the prompt is the shared prefix, the document's gold
     // index comes from doc_to_text and each choice completes the context.
@@ -588,7 +589,7 @@ impl FewshotSource {
         let picked = if task.fewshot_first_n {
             (0..n).collect()
         } else {
-            rng.sample(self.examples.len(), n)
+            sample(rng, self.examples.len(), n)
         };
         let shots: Vec<&str> = picked
             .into_iter()
@@ -604,25 +605,14 @@ impl FewshotSource {
     }
 }
 
-/// A small deterministic generator (SplitMix64) for few-shot sampling.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// `k` distinct indices below `n` (partial Fisher–Yates), drawn from the crate's one
+/// SplitMix64 (few-shot sampling).
+fn sample(rng: &mut SplitMix64, n: usize, k: usize) -> Vec<usize> {
+    let mut pool: Vec<usize> = (0..n).collect();
+    for i in 0..k {
+        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+        pool.swap(i, j);
     }
-    /// `k` distinct indices below `n` (partial Fisher–Yates).
-    fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
-        let mut pool: Vec<usize> = (0..n).collect();
-        for i in 0..k {
-            let j = i + (self.next() % (n - i) as u64) as usize;
-            pool.swap(i, j);
-        }
-        pool.truncate(k);
-        pool
-    }
+    pool.truncate(k);
+    pool
 }

@@ -1,86 +1,57 @@
 //! Checkpoint tensors → one in-memory map, the single door every model goes through.
 //!
-//! A folder is read shard by shard (the shard list comes from
-//! `model.safetensors.index.json`, in its sorted order, or the single `model.safetensors`)
-//! into `HashMap<String, Tensor>`; the search hands its merged tensors over in the same
-//! form, so both take the same `Qwen2Lm::from_tensors` path.
-use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+//! A folder is opened by the model layer ([`ModelDir`]: validated headers, the shard rule
+//! of `model.safetensors.index.json` or the single `model.safetensors`, memory-mapped data)
+//! and each tensor is made from its mapped bytes directly on the device; the search hands
+//! its merged tensors over in the same form, so both take the same `Qwen2Lm::from_tensors`
+//! path.
+use std::collections::HashMap;
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
 use super::{Error, Result};
+use crate::model::{self, ModelDir};
 
-/// The safetensors files of a model folder, in a stable order.
-pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::model(&index, format!("not valid JSON: {e}")))?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::model(&index, "no `weight_map` object"))?;
-        let mut files = BTreeSet::new();
-        for (name, file) in map {
-            let file = file.as_str().ok_or_else(|| {
-                Error::model(&index, format!("weight_map[{name}] is not a file name"))
-            })?;
-            if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-                return Err(Error::model(
-                    &index,
-                    format!("weight_map[{name}] = `{file}` must be a file name inside the folder"),
-                ));
-            }
-            files.insert(file.to_string());
-        }
-        let paths: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
-        for p in &paths {
-            if !p.is_file() {
-                return Err(Error::model(
-                    p,
-                    "shard listed in model.safetensors.index.json is missing",
-                ));
-            }
-        }
-        return Ok(paths);
+/// candle's dtype for a stored one.
+pub fn candle_dtype(dtype: model::DType) -> DType {
+    match dtype {
+        model::DType::F32 => DType::F32,
+        model::DType::F16 => DType::F16,
+        model::DType::BF16 => DType::BF16,
     }
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    Err(Error::model(
-        dir,
-        "no model.safetensors or model.safetensors.index.json in this folder",
-    ))
 }
 
-/// Read every tensor of the folder's shards, converted to `dtype`, onto `device`.
+/// Every tensor of an opened folder, converted to `dtype`, on `device`.
+pub fn load_tensors(
+    dir: &ModelDir,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = HashMap::new();
+    for name in dir.tensor_names() {
+        let info = dir
+            .info(name)
+            .ok_or_else(|| Error::model(&dir.path, format!("tensor `{name}` vanished")))?;
+        let bytes = dir.raw(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        let t = Tensor::from_raw_buffer(bytes, candle_dtype(info.dtype), &info.shape, device)
+            .map_err(|e| Error::model(&dir.path, format!("tensor `{name}`: {e}")))?;
+        let t = if t.dtype() == dtype {
+            t
+        } else {
+            t.to_dtype(dtype)?
+        };
+        tensors.insert(name.to_string(), t);
+    }
+    Ok(tensors)
+}
+
+/// Open a folder and read every tensor of it (see [`load_tensors`]).
 pub fn load_dir_tensors(
     dir: &Path,
     dtype: DType,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
-    let mut tensors = HashMap::new();
-    for path in shard_files(dir)? {
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let loaded = candle_core::safetensors::load_buffer(&bytes, device)
-            .map_err(|e| Error::model(&path, format!("invalid safetensors file: {e}")))?;
-        drop(bytes);
-        for (name, t) in loaded {
-            let t = if t.dtype() == dtype {
-                t
-            } else {
-                t.to_dtype(dtype)?
-            };
-            if tensors.insert(name.clone(), t).is_some() {
-                return Err(Error::model(
-                    &path,
-                    format!("tensor `{name}` appears in two shards"),
-                ));
-            }
-        }
-    }
-    Ok(tensors)
+    let opened = ModelDir::open(dir).map_err(|e| Error::Invalid(e.to_string()))?;
+    load_tensors(&opened, dtype, device)
 }

@@ -257,8 +257,7 @@ impl Scorer {
     fn build(&self, source: Source) -> Result<Qwen2Lm> {
         match source {
             Source::Memory(out) => {
-                let json = serde_json::Value::Object(out.config.raw.clone());
-                let config = qwen2_config(&json, Path::new("<merged config.json>"))?;
+                let config = qwen2_config(&out.config, Path::new("<merged config.json>"))?;
                 let mut tensors = HashMap::new();
                 for (name, (shape, _, data)) in &out.tensors.tensors {
                     let t = Tensor::from_slice(data, shape.as_slice(), &self.device)

@@ -169,7 +169,7 @@ pub fn build(recipe: &ZooRecipe, opts: &BuildOptions) -> Result<BuildReport> {
     // task vector is exactly its difference from the published generalist.
     let base_tensors = if reuse.base {
         models.push(("base".to_string(), opts.out.join("base"), f32::NAN));
-        super::score::load_folder(&opts.out.join("base"))?.1
+        super::save::read_model(&opts.out.join("base"))?
     } else {
         let base = Params::init(&recipe.shape, recipe.seed)?;
         let (base_tensors, loss) = ctx.run_phase(&base, &recipe.base, "base")?;
@@ -182,7 +182,7 @@ pub fn build(recipe: &ZooRecipe, opts: &BuildOptions) -> Result<BuildReport> {
             opts.out.join("generalist"),
             f32::NAN,
         ));
-        super::score::load_folder(&opts.out.join("generalist"))?.1
+        super::save::read_model(&opts.out.join("generalist"))?
     } else {
         let generalist = Params::from_tensors(&base_tensors)?;
         let (general_tensors, loss) =

@@ -6,14 +6,16 @@
 //! - [`tokenizer`]: a character-level `tokenizer.json` with Qwen's special tokens.
 //! - [`twin`]: a differentiable twin of candle-transformers' Qwen2 used for training.
 //! - [`train`]: training phases (masked next-token loss, AdamW).
-//! - [`build`]: the recipe and `lamarck zoo build`; [`save`] writes the HF folders.
-//! - [`score`]: greedy exact-match scoring and simple merges, for tuning the skills.
+//! - [`build`]: the recipe and `lamarck zoo build`; [`save`] writes the HF folders through
+//!   the model layer's writer.
+//!
+//! Scoring and merging the zoo use the real tools: `lamarck merge` (`zoo/merges/`) and
+//! `lamarck eval` (`evals/zoo/`), as `zoo/table.sh` does.
 use std::path::PathBuf;
 
 pub mod build;
 pub mod rng;
 pub mod save;
-pub mod score;
 pub mod skills;
 pub mod tokenizer;
 pub mod train;
@@ -36,8 +38,11 @@ pub enum Error {
     Invalid { path: PathBuf, message: String },
     #[error("{path} already exists; pass --force to replace it")]
     Exists { path: PathBuf },
-    #[error("{path}: writing safetensors failed: {message}")]
-    Safetensors { path: PathBuf, message: String },
+    /// Reading or writing a model folder (the model layer's error names the file).
+    #[error(transparent)]
+    Model(#[from] crate::model::Error),
+    #[error(transparent)]
+    Eval(#[from] crate::eval::Error),
     #[error("tokenizer: {message}")]
     Tokenizer { message: String },
     #[error("model weights lack tensor `{name}`")]

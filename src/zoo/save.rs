@@ -1,15 +1,16 @@
 //! Writing a trained zoo model as an ordinary Hugging Face Qwen2 folder: bf16
 //! `model.safetensors`, `config.json` and `generation_config.json` as transformers writes
-//! them, and the tokenizer files. The folder is written under a temporary name and renamed
-//! into place when complete; every file gets mode 0644.
+//! them, and the tokenizer files, written by [`crate::model::ModelWriter`] (the one writer
+//! of model folders: temporary name, fsync, rename into place, mode 0644).
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::tokenizer::endoftext_id;
 use super::twin::ZooShape;
 use super::{Error, Result};
+use crate::model::{self, ModelWriter, WriteOptions};
 
 /// Files copied into every model folder besides the weights and configs.
 pub struct SharedFiles {
@@ -88,7 +89,9 @@ pub fn to_bf16_bytes(tensors: &BTreeMap<String, Tensor>) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
-/// Write the model folder `dir` (replacing an existing one only if `force`).
+/// Write the model folder `dir` through the model layer's writer (a hidden temporary
+/// folder, fsynced, renamed into place when complete; an existing folder is replaced only
+/// if `force`).
 pub fn write_model(
     dir: &Path,
     shape: &ZooShape,
@@ -96,44 +99,14 @@ pub fn write_model(
     shared: &SharedFiles,
     force: bool,
 ) -> Result<PathBuf> {
-    if dir.exists() && !force {
-        return Err(Error::Exists {
-            path: dir.to_path_buf(),
-        });
+    let opts = WriteOptions {
+        force,
+        ..WriteOptions::default()
+    };
+    let mut writer = ModelWriter::create(dir, opts)?;
+    for (name, (dims, data)) in to_bf16_bytes(tensors)? {
+        writer.add_tensor(&name, model::DType::BF16, &dims, data)?;
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.with_file_name(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-
-    let bytes = to_bf16_bytes(tensors)?;
-    let mut views = Vec::new();
-    for (name, (dims, data)) in &bytes {
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, dims.clone(), data)
-                .map_err(|e| Error::Safetensors {
-                    path: tmp.clone(),
-                    message: e.to_string(),
-                })?;
-        views.push((name.clone(), view));
-    }
-    let metadata = Some(std::collections::HashMap::from([(
-        "format".to_string(),
-        "pt".to_string(),
-    )]));
-    let weights = tmp.join("model.safetensors");
-    safetensors::tensor::serialize_to_file(views, metadata, &weights).map_err(|e| {
-        Error::Safetensors {
-            path: weights.clone(),
-            message: e.to_string(),
-        }
-    })?;
-
     let files = [
         ("config.json", config_json(shape)),
         ("generation_config.json", generation_config_json()),
@@ -144,33 +117,17 @@ pub fn write_model(
         ),
     ];
     for (file, text) in files {
-        let path = tmp.join(file);
+        let path = writer.temp_path().join(file);
         std::fs::write(&path, text).map_err(io_err(&path))?;
     }
-    set_ordinary_permissions(&tmp)?;
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
-    Ok(dir.to_path_buf())
+    Ok(writer.finish()?)
 }
 
-/// Mode 0755 on the folder and 0644 on its files (safetensors writes 0600).
-pub fn set_ordinary_permissions(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err(dir))?;
-        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-            let path = entry.map_err(io_err(dir))?.path();
-            if path.is_file() {
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
-                    .map_err(io_err(&path))?;
-            }
-        }
-    }
-    Ok(())
+/// The f32 tensors of a saved zoo model, read through the evaluator's loader (the model
+/// layer's validated, memory-mapped reader).
+pub fn read_model(dir: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let tensors = crate::eval::weights::load_dir_tensors(dir, DType::F32, &Device::Cpu)?;
+    Ok(tensors.into_iter().collect())
 }
 
 /// Write a text file with mode 0644.

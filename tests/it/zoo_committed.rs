@@ -3,8 +3,11 @@
 //! (so, with four skills, no model is best on all of them).
 use std::path::Path;
 
+use candle_core::{DType, Device};
+use lamarck::eval::run::{evaluate_task, EvalOptions};
+use lamarck::eval::task::TaskSpec;
+use lamarck::eval::{Qwen2Lm, TextTokenizer};
 use lamarck::zoo::build::{specialist_name, write_tasks};
-use lamarck::zoo::score::{load_folder, read_items, Greedy};
 use lamarck::zoo::skills::{EvalSplits, DEV_ITEMS, TEST_ITEMS};
 use lamarck::zoo::{Skill, ZooRecipe};
 
@@ -43,27 +46,31 @@ fn committed_tasks_are_what_seed_1_generates() {
 #[test]
 fn each_specialist_leads_on_its_own_skill() {
     let zoo = Path::new(ROOT).join("zoo");
-    let tokenizer = tokenizers::Tokenizer::from_file(zoo.join("tokenizer.json")).unwrap();
     let mut names = vec!["base".to_string(), "generalist".to_string()];
     names.extend(Skill::ALL.iter().map(|s| specialist_name(*s)));
-    // scores[model][skill] on the first 100 test items.
+    let tasks: Vec<TaskSpec> = Skill::ALL
+        .iter()
+        .map(|s| {
+            TaskSpec::from_file(&Path::new(ROOT).join(format!("evals/zoo/{}.yaml", s.name())))
+                .unwrap()
+        })
+        .collect();
+    let opts = EvalOptions {
+        split: Some("test".into()),
+        batch_size: 32,
+        ..EvalOptions::default()
+    };
+    // scores[model][skill]: exact match on the test split, as `lamarck eval` scores it.
     let mut scores = Vec::new();
     for name in &names {
-        let (config, tensors) = load_folder(&zoo.join(name)).unwrap();
-        let mut greedy = Greedy::new(&config, &tensors, tokenizer.clone()).unwrap();
-        let row: Vec<f64> = Skill::ALL
+        let dir = zoo.join(name);
+        let mut lm = Qwen2Lm::from_dir(&dir, DType::F32, &Device::Cpu).unwrap();
+        let tok = TextTokenizer::from_dir(&dir).unwrap();
+        let row: Vec<f64> = tasks
             .iter()
-            .map(|s| {
-                let items = read_items(
-                    &Path::new(ROOT)
-                        .join("evals/zoo")
-                        .join(s.name())
-                        .join("test.jsonl"),
-                )
-                .unwrap();
-                greedy
-                    .accuracy(&items[..100], s.max_answer_chars() + 2)
-                    .unwrap()
+            .map(|task| {
+                let (result, _) = evaluate_task(&mut lm, &tok, task, &opts).unwrap();
+                result.metrics[&result.metric_order[0]].value
             })
             .collect();
         scores.push(row);
