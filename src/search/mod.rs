@@ -31,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod score;
 pub mod spec;
+pub mod stage_cache;
 
 pub use error::{Error, Result};
 pub use spec::SearchSpec;
