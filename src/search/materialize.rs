@@ -161,12 +161,13 @@ impl StageStore for MemoryStore<'_> {
             },
             tensors: Held::Memory(sink),
         });
-        self.cache
-            .store(out.clone())
-            .map_err(|e| MergeError::Invalid {
-                tensor: String::new(),
-                message: format!("stage `{}`: stage cache: {e}", plan.stage),
-            })?;
+        self.cache.store(out.clone()).map_err(|e| match e {
+            Error::Io { path, source } => MergeError::Io { path, source },
+            e => MergeError::Model(crate::model::Error::Invalid {
+                path: PathBuf::from("<stage cache>"),
+                message: format!("stage `{}`: {e}", plan.stage),
+            }),
+        })?;
         Ok(out)
     }
 }

@@ -21,6 +21,7 @@ pub mod export;
 pub mod frontier;
 pub mod genes;
 pub mod materialize;
+pub mod merge_log;
 pub mod optimizer;
 pub mod paired;
 pub mod plot;
