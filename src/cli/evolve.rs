@@ -29,6 +29,14 @@ pub struct EvolveArgs {
     /// Memory for cached stage outputs (K/M/G suffixes ×1e3/1e6/1e9).
     #[arg(long, default_value = "2G")]
     pub cache_mem: String,
+    /// Folder for stage outputs beyond --cache-mem, as `<stage hash>.safetensors`
+    /// (default: `<run>/stage-cache/`; a resumed run re-uses it).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Disk for the stage cache folder (K/M/G suffixes; 0: no disk cache, stages beyond
+    /// --cache-mem are merged again when asked).
+    #[arg(long, default_value = "100G")]
+    pub cache_disk: String,
     /// Merge threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -85,8 +93,12 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
         session.spec.population,
         session.dir.root.display()
     );
+    let cache_disk = parse_size(&args.cache_disk)
+        .map_err(|e| anyhow::anyhow!("--cache-disk {}: {e}", args.cache_disk))?;
     let opts = EvolveOptions {
         cache_mem,
+        cache_dir: args.cache_dir.clone(),
+        cache_disk,
         threads: args.threads,
         progress: !args.quiet,
         candidates: args.candidates,
@@ -94,8 +106,8 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
     };
     let summary = evolve(&session, &opts)?;
     eprintln!(
-        "evolve: stopped: {}; {} candidate(s) recorded ({} new, {} stopped early by racing)",
-        summary.stopped, summary.candidates, summary.new, summary.raced
+        "evolve: stopped: {}; {} candidate(s) recorded ({} new, {} stopped early by racing, {} failed to merge: failed.csv)",
+        summary.stopped, summary.candidates, summary.new, summary.raced, summary.failed
     );
     eprintln!(
         "evolve: {}; this invocation: the model ran on {} items, the response cache answered {}",

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 
 use super::run::{Error, Result};
+use crate::model::safetensors::bytes_to_f32;
 use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter};
 
 /// Where input tensors come from (a model folder, or an in-memory stage output).
@@ -91,11 +92,26 @@ impl Sink for DirSink {
     }
 }
 
-/// Keeps tensors in memory, values already rounded to their output dtype (so they equal
-/// what a [`DirSink`] would have written).
+/// Keeps tensors in memory in their output dtype, as the little-endian bytes a
+/// [`DirSink`] would have written (a bf16 stage holds 2 bytes per element, not 4).
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    pub tensors: BTreeMap<String, (Vec<usize>, DType, Vec<f32>)>,
+    /// name → (shape, dtype, bytes).
+    pub tensors: BTreeMap<String, (Vec<usize>, DType, Vec<u8>)>,
+}
+
+impl MemorySink {
+    /// A tensor converted to f32 (exactly what was stored, after rounding to its dtype).
+    pub fn f32(&self, name: &str) -> Option<Vec<f32>> {
+        self.tensors
+            .get(name)
+            .map(|(_, dtype, bytes)| bytes_to_f32(bytes, *dtype))
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.tensors.values().map(|t| t.2.len() as u64).sum()
+    }
 }
 
 impl Sink for MemorySink {
@@ -108,20 +124,19 @@ impl Sink for MemorySink {
         data: &[f32],
     ) -> Result<()> {
         let n: usize = shape.iter().product();
+        let size = dtype.size();
         let entry = self
             .tensors
             .entry(name.to_string())
-            .or_insert_with(|| (shape.to_vec(), dtype, vec![0.0; n]));
+            .or_insert_with(|| (shape.to_vec(), dtype, vec![0u8; n * size]));
         let slot = entry
             .2
-            .get_mut(start..start + data.len())
+            .get_mut(start * size..(start + data.len()) * size)
             .ok_or_else(|| Error::Invalid {
                 tensor: name.to_string(),
                 message: format!("part at {start} does not fit shape {shape:?}"),
             })?;
-        for (o, &x) in slot.iter_mut().zip(data) {
-            *o = dtype.round(x);
-        }
+        slot.copy_from_slice(&f32_to_bytes(data, dtype));
         Ok(())
     }
 }
@@ -129,7 +144,7 @@ impl Sink for MemorySink {
 /// A stage kept in memory can feed the next stage.
 impl TensorSource for MemorySink {
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, crate::model::Error> {
-        let n = self.tensors.get(name).map_or(0, |t| t.2.len());
+        let n = self.tensors.get(name).map_or(0, |t| t.2.len() / t.1.size());
         self.read_f32_range(name, 0..n)
     }
     fn read_f32_range(
@@ -141,12 +156,13 @@ impl TensorSource for MemorySink {
             path: PathBuf::from("<memory>"),
             message,
         };
-        let (_, _, data) = self
+        let (_, dtype, data) = self
             .tensors
             .get(name)
             .ok_or_else(|| invalid(format!("no tensor named `{name}`")))?;
-        data.get(range.clone())
-            .map(<[f32]>::to_vec)
+        let size = dtype.size();
+        data.get(range.start * size..range.end * size)
+            .map(|b| bytes_to_f32(b, *dtype))
             .ok_or_else(|| invalid(format!("tensor `{name}`: elements {range:?} out of range")))
     }
 }

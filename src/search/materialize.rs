@@ -13,12 +13,15 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::stage_cache::{CacheStats, Held, StageCache};
 use super::{Error, Result};
 use crate::merge::exec::{
     execute, folder_fingerprint, hex, identities, Input, StageIdentity, StageStore,
 };
-use crate::merge::run::{run, MemorySink, Result as MergeResult, RunOptions, TensorSource};
-use crate::model::writer::f32_to_bytes;
+use crate::merge::run::{
+    run, Error as MergeError, MemorySink, Result as MergeResult, RunOptions, TensorSource,
+};
+use crate::model::safetensors::bytes_to_f32;
 use crate::model::{resolve_model, Architecture, HfConfig, ModelDir, ModelMap};
 use crate::plan::{plan_recipe, InputModel, Plan, PlannedStage, RecipeOptions, TokenizerOrigin};
 use crate::recipe::Recipe;
@@ -26,32 +29,61 @@ use crate::recipe::Recipe;
 /// The seed `lamarck merge` uses when neither `--seed` nor the recipe gives one.
 pub const DEFAULT_SEED: u64 = 42;
 
-/// One merged stage, in memory.
+/// One merged stage: its tensors in their output dtype, in memory or mapped from the
+/// disk cache ([`Held`]).
 #[derive(Debug)]
 pub struct StageOutput {
     pub key: String,
-    pub tensors: MemorySink,
+    pub tensors: Held,
     /// The `config.json` the stage would write.
     pub config: HfConfig,
     /// Folder whose tokenizer files the stage's output carries.
     pub tokenizer_dir: PathBuf,
     /// Its vocabulary, for later stages with `tokenizer_source`.
     pub tokenizer: TokenizerOrigin,
-    /// f32 bytes held.
+    /// Bytes of tensor data held (in the output dtype).
     pub bytes: u64,
 }
 
-/// A stage output held in memory can feed the next stage.
+impl StageOutput {
+    /// A tensor converted to f32 (the stored values exactly).
+    pub fn f32(&self, name: &str) -> Option<Vec<f32>> {
+        self.tensors
+            .raw(name)
+            .map(|(_, dtype, bytes)| bytes_to_f32(bytes, dtype))
+    }
+}
+
+/// A stage output can feed the next stage: the stored bytes of the range asked are
+/// converted to f32 (the one copy a kernel needs, block by block for large tensors).
 impl TensorSource for StageOutput {
     fn read_f32(&self, name: &str) -> std::result::Result<Vec<f32>, crate::model::Error> {
-        self.tensors.read_f32(name)
+        let n = self
+            .tensors
+            .raw(name)
+            .map_or(0, |(_, d, b)| b.len() / d.size());
+        self.read_f32_range(name, 0..n)
     }
     fn read_f32_range(
         &self,
         name: &str,
         range: std::ops::Range<usize>,
     ) -> std::result::Result<Vec<f32>, crate::model::Error> {
-        self.tensors.read_f32_range(name, range)
+        let invalid = |message: String| crate::model::Error::Invalid {
+            path: PathBuf::from(format!("<stage {}>", self.key)),
+            message,
+        };
+        let (_, dtype, bytes) = self
+            .tensors
+            .raw(name)
+            .ok_or_else(|| invalid(format!("no tensor named `{name}`")))?;
+        let size = dtype.size();
+        let out = bytes
+            .get(range.start * size..range.end * size)
+            .map(|b| bytes_to_f32(b, dtype))
+            .ok_or_else(|| invalid(format!("tensor `{name}`: elements {range:?} out of range")))?;
+        self.tensors.release(name, range);
+        Ok(out)
     }
 }
 
@@ -63,54 +95,9 @@ pub struct Materialized {
     pub hash: String,
     pub stages_run: usize,
     pub stages_reused: usize,
+    /// Names of the stages merged (not reused), in build order.
+    pub rebuilt: Vec<String>,
     pub seconds: f64,
-}
-
-/// Stage outputs kept within a byte budget, least recently used first out.
-struct StageCache {
-    entries: Vec<(Arc<StageOutput>, u64)>,
-    limit: u64,
-    tick: u64,
-}
-
-impl StageCache {
-    fn bytes(&self) -> u64 {
-        self.entries.iter().map(|(o, _)| o.bytes).sum()
-    }
-
-    fn lookup(&mut self, key: &str) -> Option<Arc<StageOutput>> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.entries
-            .iter_mut()
-            .find(|(o, _)| o.key == key)
-            .map(|(o, t)| {
-                *t = tick;
-                o.clone()
-            })
-    }
-
-    fn store(&mut self, out: Arc<StageOutput>) {
-        self.tick += 1;
-        if out.bytes > self.limit {
-            return;
-        }
-        self.entries.push((out, self.tick));
-        while self.bytes() > self.limit {
-            let oldest = self
-                .entries
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(i, _)| i);
-            match oldest {
-                Some(i) => {
-                    self.entries.remove(i);
-                }
-                None => break,
-            }
-        }
-    }
 }
 
 /// Runs recipes into memory through the one executor ([`crate::merge::exec`]), keeping
@@ -130,6 +117,7 @@ pub struct Materializer {
 struct MemoryStore<'a> {
     cache: &'a mut StageCache,
     threads: usize,
+    built: Vec<String>,
 }
 
 impl StageStore for MemoryStore<'_> {
@@ -137,10 +125,10 @@ impl StageStore for MemoryStore<'_> {
 
     fn reuse(
         &mut self,
-        _stage: &PlannedStage,
+        stage: &PlannedStage,
         id: &StageIdentity,
     ) -> MergeResult<Option<Arc<StageOutput>>> {
-        Ok(self.cache.lookup(&id.key))
+        Ok(self.cache.lookup(&id.key, stage))
     }
 
     fn build(
@@ -161,22 +149,25 @@ impl StageStore for MemoryStore<'_> {
         tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
             run(plan, &sources, &mut sink, &opts)
         })?;
+        self.built.push(plan.stage.clone());
         let out = Arc::new(StageOutput {
             key: id.key.clone(),
-            bytes: sink
-                .tensors
-                .values()
-                .map(|(_, _, d)| d.len() as u64 * 4)
-                .sum(),
+            bytes: sink.bytes(),
             config: stage.output_config.clone(),
             tokenizer: plan.output_tokenizer.clone(),
             tokenizer_dir: match &inputs[plan.tokenizer_donor] {
                 Input::Folder(d) => d.path.clone(),
                 Input::Stage(m) => m.tokenizer_dir.clone(),
             },
-            tensors: sink,
+            tensors: Held::Memory(sink),
         });
-        self.cache.store(out.clone());
+        self.cache.store(out.clone()).map_err(|e| match e {
+            Error::Io { path, source } => MergeError::Io { path, source },
+            e => MergeError::Model(crate::model::Error::Invalid {
+                path: PathBuf::from("<stage cache>"),
+                message: format!("stage `{}`: {e}", plan.stage),
+            }),
+        })?;
         Ok(out)
     }
 }
@@ -192,11 +183,7 @@ impl Materializer {
             map,
             opened: BTreeMap::new(),
             fingerprints: BTreeMap::new(),
-            cache: StageCache {
-                entries: Vec::new(),
-                limit: cache_limit,
-                tick: 0,
-            },
+            cache: StageCache::new(cache_limit),
             threads,
             merge_seed,
         }
@@ -218,9 +205,27 @@ impl Materializer {
         Ok((path, dir))
     }
 
-    /// Bytes held by the stage cache.
+    /// Spill stage outputs beyond the memory budget to `dir` (see [`super::stage_cache`]),
+    /// at most `disk_limit` bytes there; files a previous run left are re-used.
+    pub fn with_disk_cache(mut self, dir: &Path, disk_limit: u64) -> Result<Materializer> {
+        self.cache =
+            std::mem::replace(&mut self.cache, StageCache::new(0)).with_disk(dir, disk_limit)?;
+        Ok(self)
+    }
+
+    /// Bytes held by the stage cache in memory.
     pub fn cached_bytes(&self) -> u64 {
-        self.cache.bytes()
+        self.cache.mem_bytes()
+    }
+
+    /// Bytes held by the stage cache on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.cache.disk_bytes()
+    }
+
+    /// Peaks and counts of the stage cache so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats
     }
 
     /// Merge every stage the recipe's output needs, reusing cached stage outputs whose
@@ -253,14 +258,17 @@ impl Materializer {
         let mut store = MemoryStore {
             cache: &mut self.cache,
             threads: self.threads,
+            built: Vec::new(),
         };
         let done = execute(&planned, &ids, &mut store)?;
+        let rebuilt = store.built;
         let hash = hash_memory(&done.output.tensors);
         Ok(Materialized {
             output: done.output,
             hash,
             stages_run: done.built,
             stages_reused: done.reused,
+            rebuilt,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
@@ -307,16 +315,12 @@ fn hash_tensor(h: &mut Sha256, name: &str, dtype: &str, shape: &[usize], bytes: 
 }
 
 /// sha256 over the tensors in name order: name, dtype, shape and the stored bytes.
-pub fn hash_memory(sink: &MemorySink) -> String {
+pub fn hash_memory(held: &Held) -> String {
     let mut h = Sha256::new();
-    for (name, (shape, dtype, data)) in &sink.tensors {
-        hash_tensor(
-            &mut h,
-            name,
-            dtype.hf_name(),
-            shape,
-            &f32_to_bytes(data, *dtype),
-        );
+    for name in held.names() {
+        if let Some((shape, dtype, bytes)) = held.raw(name) {
+            hash_tensor(&mut h, name, dtype.hf_name(), shape, bytes);
+        }
     }
     hex(&h.finalize())
 }

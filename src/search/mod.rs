@@ -21,6 +21,7 @@ pub mod export;
 pub mod frontier;
 pub mod genes;
 pub mod materialize;
+pub mod merge_log;
 pub mod optimizer;
 pub mod paired;
 pub mod plot;
@@ -31,6 +32,7 @@ pub mod report;
 pub mod run;
 pub mod score;
 pub mod spec;
+pub mod stage_cache;
 
 pub use error::{Error, Result};
 pub use spec::SearchSpec;

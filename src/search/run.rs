@@ -14,6 +14,7 @@ use super::cmaes::Cmaes;
 use super::frontier::pareto;
 use super::genes::Genome;
 use super::materialize::{hash_dir, Materializer};
+use super::merge_log::{self, FailedRow};
 use super::optimizer::Optimizer;
 use super::racing::{
     self, raced_header, spent, Chunks, EvalRow, Race, RacedRow, Spent, EVAL_HEADER,
@@ -31,6 +32,10 @@ use crate::recipe::Recipe;
 pub struct EvolveOptions {
     /// Stage-cache budget in bytes.
     pub cache_mem: u64,
+    /// Disk cache for stage outputs beyond `cache_mem` (None: `<run>/stage-cache/`), and
+    /// its budget in bytes (0: no disk cache).
+    pub cache_dir: Option<PathBuf>,
+    pub cache_disk: u64,
     /// Merge threads (0 = one per core).
     pub threads: usize,
     /// Show the progress bar.
@@ -232,6 +237,8 @@ pub struct Summary {
     pub new: usize,
     /// Candidates stopped early by racing.
     pub raced: usize,
+    /// Candidates whose merge a method refused (`failed.csv`).
+    pub failed: usize,
     pub best: Option<CandidateRow>,
     pub start: Option<CandidateRow>,
     pub stopped: String,
@@ -256,6 +263,7 @@ struct Search<'s> {
     session: &'s Session,
     rows: Vec<CandidateRow>,
     raced: Vec<RacedRow>,
+    failed: Vec<FailedRow>,
     mat: Materializer,
     scorer: Scorer,
     cache: ResponseCache,
@@ -330,8 +338,31 @@ impl Search<'_> {
             id,
             message: e.to_string(),
         };
-        let recipe = session.recipe(&values)?;
-        let m = self.mat.materialize(&recipe).map_err(cand)?;
+        let m = match session
+            .recipe(&values)
+            .and_then(|r| self.mat.materialize(&r))
+        {
+            Ok(m) => m,
+            Err(e) if merge_log::is_candidate_failure(&e) => {
+                let row = FailedRow {
+                    id,
+                    generation,
+                    genes: values,
+                    told: merge_log::failed_value(&session.weights()),
+                    reason: e.to_string(),
+                };
+                records::append_line(&merge_log::failed_path(&session.dir), &row.to_line())?;
+                tracing::warn!("candidate {id} not merged, recorded as failed: {e}");
+                let told = row.told;
+                self.failed.push(row);
+                return Ok(told);
+            }
+            Err(e) => return Err(cand(e)),
+        };
+        records::append_line(
+            &merge_log::merges_path(&session.dir),
+            &merge_log::merge_line(id, &m, self.mat.cached_bytes(), self.mat.disk_bytes()),
+        )?;
         let started = Instant::now();
         let incumbent = best_row(&self.rows).cloned();
         let mut subject = Subject::new(Source::Memory(&m.output), &m.hash);
@@ -428,7 +459,7 @@ impl Search<'_> {
     }
 
     fn recorded(&self) -> usize {
-        self.rows.len() + self.raced.len()
+        self.rows.len() + self.raced.len() + self.failed.len()
     }
 }
 
@@ -470,6 +501,21 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         Vec::new()
     };
     records::read_rows(&session.dir.evaluations(), EVAL_HEADER)?;
+    records::read_rows(
+        &merge_log::merges_path(&session.dir),
+        merge_log::MERGES_HEADER,
+    )?;
+    let fpath = merge_log::failed_path(&session.dir);
+    let failed = records::read_rows(&fpath, &merge_log::failed_header(&genes))?
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            FailedRow::parse(l, genes.len()).map_err(|m| Error::Records {
+                path: fpath.clone(),
+                message: format!("row {}: {m}", i + 1),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let ppath = session.dir.parents();
     let mut parents: Vec<ParentRow> =
         records::read_rows(&ppath, &records::parent_header(&objectives))?
@@ -501,7 +547,8 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         session,
         rows,
         raced,
-        mat: Materializer::new(map.clone(), opts.cache_mem, opts.threads, spec.merge_seed),
+        failed,
+        mat: stage_cache(session, opts, map.clone())?,
         scorer,
         cache: ResponseCache::open(&session.dir.responses())?,
         total,
@@ -584,6 +631,13 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
                         .iter()
                         .find(|r| r.id == id)
                         .map(|r| (&r.genes, r.told))
+                })
+                .or_else(|| {
+                    search
+                        .failed
+                        .iter()
+                        .find(|r| r.id == id)
+                        .map(|r| (&r.genes, r.told))
                 });
             if let Some((recorded, value)) = done {
                 if *recorded != values {
@@ -631,6 +685,7 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         candidates: search.recorded(),
         new: search.recorded() - before,
         raced: search.raced.len(),
+        failed: search.failed.len(),
         best: best_row(&search.rows).cloned(),
         start: search.rows.iter().find(|r| r.id == 0).cloned(),
         stopped,
@@ -638,6 +693,24 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         model_items: search.cache.misses,
         cache_hits: search.cache.hits,
     })
+}
+
+/// The materializer with its stage cache: `--cache-mem` in memory, then the disk cache.
+fn stage_cache(
+    session: &Session,
+    opts: &EvolveOptions,
+    map: Option<ModelMap>,
+) -> Result<Materializer> {
+    let spec = &session.spec;
+    let mat = Materializer::new(map, opts.cache_mem, opts.threads, spec.merge_seed);
+    if opts.cache_disk == 0 {
+        return Ok(mat);
+    }
+    let dir = opts
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| session.dir.root.join("stage-cache"));
+    mat.with_disk_cache(&dir, opts.cache_disk)
 }
 
 /// Every complete row of `evaluations.csv` (none when the file is absent).

@@ -258,12 +258,21 @@ impl Scorer {
         match source {
             Source::Memory(out) => {
                 let config = qwen2_config(&out.config, Path::new("<merged config.json>"))?;
+                // One copy per tensor: candle's storage owns its buffer, so the stored bytes
+                // (the stage's memory buffer, or pages of its mapped disk-cache file) are
+                // copied into it as they are, in their dtype, then converted only when the
+                // evaluation dtype differs. No f32 copy of the whole model is made.
                 let mut tensors = HashMap::new();
-                for (name, (shape, _, data)) in &out.tensors.tensors {
-                    let t = Tensor::from_slice(data, shape.as_slice(), &self.device)
-                        .and_then(|t| t.to_dtype(self.dtype))
-                        .map_err(|e| Error::Invalid(format!("tensor `{name}`: {e}")))?;
-                    tensors.insert(name.clone(), t);
+                for name in out.tensors.names() {
+                    let Some((shape, dtype, bytes)) = out.tensors.raw(name) else {
+                        continue;
+                    };
+                    let t =
+                        Tensor::from_raw_buffer(bytes, candle_dtype(dtype), shape, &self.device)
+                            .and_then(|t| t.to_dtype(self.dtype))
+                            .map_err(|e| Error::Invalid(format!("tensor `{name}`: {e}")))?;
+                    out.tensors.release(name, 0..bytes.len() / dtype.size());
+                    tensors.insert(name.to_string(), t);
                 }
                 Ok(Qwen2Lm::from_tensors(
                     tensors,
@@ -438,5 +447,13 @@ impl Scorer {
                 generated: r.item.generated.clone(),
             })
             .collect())
+    }
+}
+
+fn candle_dtype(dtype: crate::model::DType) -> candle_core::DType {
+    match dtype {
+        crate::model::DType::F32 => candle_core::DType::F32,
+        crate::model::DType::F16 => candle_core::DType::F16,
+        crate::model::DType::BF16 => candle_core::DType::BF16,
     }
 }

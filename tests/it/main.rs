@@ -62,6 +62,8 @@ mod search_dry_run;
 mod search_evolve;
 // Paired racing, the response cache, the paired bootstrap, the test split never read by evolve.
 mod search_racing;
+// Failed merges are recorded and skipped; merges.csv says which stages were merged.
+mod search_failed;
 
 // The zoo: reproducible builds, the committed zoo, the training twin.
 mod zoo_build;

@@ -49,7 +49,10 @@ fn merge(dir: &std::path::Path, text: &str, compat: Compat, opts: &RunOptions) -
     run(&plan, &sources, &mut sink, opts).unwrap();
     sink.tensors
         .into_iter()
-        .map(|(name, (shape, _, data))| (name, (shape, data.iter().map(|x| x.to_bits()).collect())))
+        .map(|(name, (shape, dtype, data))| {
+            let values = lamarck::model::safetensors::bytes_to_f32(&data, dtype);
+            (name, (shape, values.iter().map(|x| x.to_bits()).collect()))
+        })
         .collect()
 }
 

@@ -29,6 +29,12 @@ fn only_stages_downstream_of_a_changed_gene_are_merged_again() {
         (2, 1),
         "DELLA stage reused, SLERP and TIES merged"
     );
+    assert_eq!(t.rebuilt.len(), 2, "{:?}", t.rebuilt);
+    assert_eq!(
+        t.rebuilt[0], "blend",
+        "the SLERP stage, then the final TIES stage"
+    );
+    assert!(!t.rebuilt.iter().any(|s| s == "branch"));
     assert_ne!(t.hash, first.hash);
     let d = mat.materialize(&recipe(&della_too)).unwrap();
     assert_eq!((d.stages_run, d.stages_reused), (3, 0));
@@ -44,4 +50,125 @@ fn only_stages_downstream_of_a_changed_gene_are_merged_again() {
     let mut small = Materializer::new(None, one_stage, 1, None);
     small.materialize(&recipe(&start)).unwrap();
     assert!(small.cached_bytes() <= one_stage);
+}
+
+/// Stage outputs beyond `--cache-mem` spill to the disk cache as `<hash>.safetensors`; the
+/// merged weights are bit-identical to the all-in-memory run, a later process (a resumed
+/// run) re-uses the files, a broken file is removed and rebuilt, and `--cache-disk` bounds
+/// the folder.
+#[test]
+fn spilled_stages_give_the_same_weights_and_survive_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = SearchSpec::load(&search_file(tmp.path(), 5, "")).unwrap();
+    let genome = Genome::new(&spec.genes, &spec.recipe_text).unwrap();
+    let recipe = |v: &[f64]| genome.recipe(v, None, true).unwrap().1;
+    let start = genome.start.clone();
+    let mut slerp_only = start.clone();
+    slerp_only[4] = 0.9;
+    let mut della_too = start.clone();
+    della_too[0] = 0.3;
+    let points = [&start, &slerp_only, &della_too, &start, &slerp_only];
+
+    let mut memory = Materializer::new(None, 1 << 30, 1, None);
+    let want: Vec<String> = points
+        .iter()
+        .map(|p| memory.materialize(&recipe(p)).unwrap().hash)
+        .collect();
+
+    let cache = tmp.path().join("stage-cache");
+    let mut disk = Materializer::new(None, 1, 1, None)
+        .with_disk_cache(&cache, 1 << 30)
+        .unwrap();
+    let got: Vec<_> = points
+        .iter()
+        .map(|p| disk.materialize(&recipe(p)).unwrap())
+        .collect();
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(&g.hash, w, "spilled stages change no weight");
+    }
+    assert_eq!(
+        disk.cached_bytes(),
+        0,
+        "nothing kept in memory under a 1-byte budget"
+    );
+    let stats = disk.cache_stats();
+    assert!(stats.spilled >= 6, "{stats:?}");
+    // the fourth point is the first again: every stage comes back from disk
+    assert_eq!((got[3].stages_run, got[3].stages_reused), (0, 3));
+    let files = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let names = files(&cache);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.len() == 64 + ".safetensors".len() && n.ends_with(".safetensors")),
+        "{names:?}"
+    );
+    assert_eq!(
+        disk.disk_bytes(),
+        names
+            .iter()
+            .map(|n| std::fs::metadata(cache.join(n)).unwrap().len())
+            .sum::<u64>()
+            - names
+                .iter()
+                .map(|n| header_bytes(&cache.join(n)))
+                .sum::<u64>()
+    );
+    drop(got);
+    drop(disk);
+
+    // a restarted process finds the files; a truncated one is removed and merged again
+    let victim = cache.join(&names[0]);
+    let len = std::fs::metadata(&victim).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim)
+        .unwrap();
+    f.set_len(len - 1).unwrap();
+    drop(f);
+    std::fs::write(
+        cache.join(format!(".{}.lamarck-tmp-99999", "0".repeat(64))),
+        b"partial",
+    )
+    .unwrap();
+    let mut again = Materializer::new(None, 1, 1, None)
+        .with_disk_cache(&cache, 1 << 30)
+        .unwrap();
+    assert!(
+        !files(&cache).iter().any(|n| n.starts_with('.')),
+        "temporary files removed"
+    );
+    assert!(!victim.exists(), "the truncated file is not trusted");
+    let m = again.materialize(&recipe(&slerp_only)).unwrap();
+    assert_eq!(m.hash, want[1]);
+    assert!(
+        m.stages_reused >= 1,
+        "stages re-used from the previous process's files"
+    );
+
+    // a disk budget of one stage keeps at most one file
+    let one = std::fs::metadata(cache.join(&files(&cache)[0]))
+        .unwrap()
+        .len();
+    let small = tmp.path().join("small-cache");
+    let mut bounded = Materializer::new(None, 1, 1, None)
+        .with_disk_cache(&small, one)
+        .unwrap();
+    let b = bounded.materialize(&recipe(&della_too)).unwrap();
+    assert_eq!(b.hash, want[2]);
+    assert!(bounded.disk_bytes() <= one);
+    assert!(files(&small).len() <= 1);
+}
+
+/// The safetensors header's size (8-byte length + JSON).
+fn header_bytes(path: &std::path::Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    8 + u64::from_le_bytes(bytes[..8].try_into().unwrap())
 }
