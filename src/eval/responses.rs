@@ -14,10 +14,11 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::run::{gold_index, ItemRecord, MetricValue, TaskResult};
-use super::score::{
-    acc_norm_prediction, apply_filters, argmax, cut_at_stops, exact_match, mean_stderr,
+use super::run::{
+    aggregate_records, choice_metrics, filter_pipelines, generation_metrics, gold_index,
+    ItemRecord, TaskResult,
 };
+use super::score::cut_at_stops;
 use super::task::template::{Target, Templates};
 use super::task::{data, OutputType, TaskSpec};
 use super::{Error, Result};
@@ -203,15 +204,8 @@ pub fn score_task(
                 let target = templates.target(&task.doc_to_target, doc, r.doc_id, true)?;
                 let gold = gold_index(&target, &choices, task, r.doc_id)?;
                 order = task.metrics.iter().map(|m| m.name.clone()).collect();
-                let mut metrics = BTreeMap::new();
-                for name in &order {
-                    let pred = if name == "acc_norm" {
-                        acc_norm_prediction(&ll, &choices)
-                    } else {
-                        argmax(&ll)
-                    };
-                    metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
-                }
+                let (metrics, sub_scores) =
+                    choice_metrics(task, &order, doc, r.doc_id, &choices, gold, &ll)?;
                 ItemRecord {
                     task: task.name.clone(),
                     doc_id: r.doc_id,
@@ -222,6 +216,7 @@ pub fn score_task(
                     loglikelihoods: Some(ll),
                     generated: None,
                     metrics,
+                    sub_scores,
                 }
             }
             OutputType::GenerateUntil { until, .. } => {
@@ -242,27 +237,10 @@ pub fn score_task(
                             None => idx.to_string(),
                         },
                     };
-                let filters: Vec<(String, Vec<_>)> = if task.filters.is_empty() {
-                    vec![(String::new(), Vec::new())]
-                } else {
-                    task.filters
-                        .iter()
-                        .map(|f| (format!(",{}", f.name), f.steps.clone()))
-                        .collect()
-                };
-                order.clear();
-                let mut metrics = BTreeMap::new();
-                for m in &task.metrics {
-                    for (suffix, steps) in &filters {
-                        let name = format!("{}{suffix}", m.name);
-                        let filtered = apply_filters(steps, &text)?;
-                        metrics.insert(
-                            name.clone(),
-                            exact_match(&m.exact_match, &filtered, &target)?,
-                        );
-                        order.push(name);
-                    }
-                }
+                let (filters, names) = filter_pipelines(task);
+                order = names;
+                let (metrics, sub_scores) =
+                    generation_metrics(task, &order, &filters, doc, r.doc_id, &target, &text)?;
                 ItemRecord {
                     task: task.name.clone(),
                     doc_id: r.doc_id,
@@ -273,17 +251,13 @@ pub fn score_task(
                     loglikelihoods: None,
                     generated: Some(text),
                     metrics,
+                    sub_scores,
                 }
             }
         };
         records.push(record);
     }
-    let mut metrics = BTreeMap::new();
-    for name in &order {
-        let xs: Vec<f64> = records.iter().map(|r| r.metrics[name]).collect();
-        let (value, stderr) = mean_stderr(&xs);
-        metrics.insert(name.clone(), MetricValue { value, stderr });
-    }
+    let metrics = aggregate_records(task, &order, &records)?;
     Ok((
         TaskResult {
             task: task.name.clone(),

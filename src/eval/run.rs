@@ -14,7 +14,7 @@ use super::score::{
 };
 use super::task::hooks::{Results, Score};
 use super::task::template::{Input, Target, Templates};
-use super::task::{data, OutputType, TaskSpec};
+use super::task::{data, FilterStep, OutputType, TaskSpec};
 use super::tokenizer::TextTokenizer;
 use super::{Error, Result};
 use crate::model::splitmix::SplitMix64;
@@ -186,19 +186,7 @@ pub fn evaluate_task_items(
             opts.batch_size,
         )?,
     };
-    let mut metrics = BTreeMap::new();
-    let agg_ctx = aggregation_context(task)?;
-    for name in &metric_order {
-        let scores: Vec<Score> = records
-            .iter()
-            .map(|r| match r.sub_scores.get(name) {
-                Some(xs) => Score::Many(xs.clone()),
-                None => Score::One(r.metrics[name]),
-            })
-            .collect();
-        let (value, stderr) = aggregate(task, name, &scores, &agg_ctx)?;
-        metrics.insert(name.clone(), MetricValue { value, stderr });
-    }
+    let metrics = aggregate_records(task, &metric_order, &records)?;
     Ok((
         TaskResult {
             task: task.name.clone(),
@@ -233,6 +221,109 @@ pub(crate) fn gold_index(
                 choices.len()
             ),
         })
+}
+
+/// Every metric of `order` over the items: the task's aggregation (its hook, e.g. gp-IRT or
+/// IFEval's instruction level, else the mean) and its standard error.
+pub(crate) fn aggregate_records(
+    task: &TaskSpec,
+    order: &[String],
+    records: &[ItemRecord],
+) -> Result<BTreeMap<String, MetricValue>> {
+    let mut metrics = BTreeMap::new();
+    let agg_ctx = aggregation_context(task)?;
+    for name in order {
+        let scores: Vec<Score> = records
+            .iter()
+            .map(|r| match r.sub_scores.get(name) {
+                Some(xs) => Score::Many(xs.clone()),
+                None => Score::One(r.metrics[name]),
+            })
+            .collect();
+        let (value, stderr) = aggregate(task, name, &scores, &agg_ctx)?;
+        metrics.insert(name.clone(), MetricValue { value, stderr });
+    }
+    Ok(metrics)
+}
+
+/// A generation task's filter pipelines (`(",name", steps)`; one unnamed empty pipeline when
+/// the task has none) and the metric names they make (`exact_match,strict-match`, ...), in
+/// order.
+pub(crate) fn filter_pipelines(task: &TaskSpec) -> (Vec<(String, Vec<FilterStep>)>, Vec<String>) {
+    let filters: Vec<(String, Vec<FilterStep>)> = if task.filters.is_empty() {
+        vec![(String::new(), Vec::new())]
+    } else {
+        task.filters
+            .iter()
+            .map(|f| (format!(",{}", f.name), f.steps.clone()))
+            .collect()
+    };
+    let mut order = Vec::new();
+    for m in &task.metrics {
+        for (suffix, _) in &filters {
+            order.push(format!("{}{suffix}", m.name));
+        }
+    }
+    (filters, order)
+}
+
+/// Metrics of one item and their per-sub-item values.
+pub(crate) type ItemMetrics = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
+
+/// One multiple-choice document's metrics from its choices' log-likelihoods: the task's
+/// `process_results` hook when it names one, else `acc` / `acc_norm` against `gold`. The
+/// one rule for live runs and for saved responses (`--responses`).
+pub(crate) fn choice_metrics(
+    task: &TaskSpec,
+    order: &[String],
+    doc: &Value,
+    doc_id: usize,
+    choices: &[String],
+    gold: usize,
+    ll: &[f64],
+) -> Result<ItemMetrics> {
+    if let Some(name) = &task.process_results {
+        return process_results(task, name, order, doc, doc_id, Results::Loglikelihoods(ll));
+    }
+    let mut metrics = BTreeMap::new();
+    for name in order {
+        // acc_norm divides by the length of each choice (the contexts, for multiple
+        // input: lm-eval's `len(doc_to_choice(doc)[i])`).
+        let pred = if name == "acc_norm" {
+            acc_norm_prediction(ll, choices)
+        } else {
+            argmax(ll)
+        };
+        metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
+    }
+    Ok((metrics, BTreeMap::new()))
+}
+
+/// One generated document's metrics: the task's `process_results` hook when it names one
+/// (IFEval), else each metric after each filter pipeline (`exact_match,strict-match`, ...).
+pub(crate) fn generation_metrics(
+    task: &TaskSpec,
+    order: &[String],
+    filters: &[(String, Vec<FilterStep>)],
+    doc: &Value,
+    doc_id: usize,
+    target: &str,
+    text: &str,
+) -> Result<ItemMetrics> {
+    if let Some(name) = &task.process_results {
+        return process_results(task, name, order, doc, doc_id, Results::Generation(text));
+    }
+    let mut metrics = BTreeMap::new();
+    for m in &task.metrics {
+        for (suffix, steps) in filters {
+            let filtered = apply_filters(steps, text)?;
+            metrics.insert(
+                format!("{}{suffix}", m.name),
+                exact_match(&m.exact_match, &filtered, target)?,
+            );
+        }
+    }
+    Ok((metrics, BTreeMap::new()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -293,29 +384,8 @@ fn multiple_choice(
             .map(|l| l.logprob)
             .collect();
         at += choices.len();
-        let mut metrics = BTreeMap::new();
-        let mut sub_scores = BTreeMap::new();
-        if let Some(name) = &task.process_results {
-            (metrics, sub_scores) = process_results(
-                task,
-                name,
-                &order,
-                &docs[i],
-                doc_ids[i],
-                Results::Loglikelihoods(&ll),
-            )?;
-        } else {
-            for name in &order {
-                // acc_norm divides by the length of each choice (the contexts, for
-                // multiple input: lm-eval's `len(doc_to_choice(doc)[i])`).
-                let pred = if name == "acc_norm" {
-                    acc_norm_prediction(&ll, &choices)
-                } else {
-                    argmax(&ll)
-                };
-                metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
-            }
-        }
+        let (metrics, sub_scores) =
+            choice_metrics(task, &order, &docs[i], doc_ids[i], &choices, gold, &ll)?;
         records.push(ItemRecord {
             task: task.name.clone(),
             doc_id: doc_ids[i],
@@ -353,20 +423,7 @@ fn generate(
             stops.push(eos_text);
         }
     }
-    let filters: Vec<(String, Vec<_>)> = if task.filters.is_empty() {
-        vec![(String::new(), Vec::new())]
-    } else {
-        task.filters
-            .iter()
-            .map(|f| (format!(",{}", f.name), f.steps.clone()))
-            .collect()
-    };
-    let mut order = Vec::new();
-    for m in &task.metrics {
-        for (suffix, _) in &filters {
-            order.push(format!("{}{suffix}", m.name));
-        }
-    }
+    let (filters, order) = filter_pipelines(task);
     let mut targets = Vec::with_capacity(docs.len());
     let mut inputs = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
@@ -419,28 +476,8 @@ fn generate(
     let mut records = Vec::new();
     for (i, (target, gen_ids)) in targets.into_iter().zip(generated).enumerate() {
         let text = cut_at_stops(&tok.decode(&gen_ids, true)?, &stops);
-        let mut metrics = BTreeMap::new();
-        let mut sub_scores = BTreeMap::new();
-        if let Some(name) = &task.process_results {
-            (metrics, sub_scores) = process_results(
-                task,
-                name,
-                &order,
-                &docs[i],
-                doc_ids[i],
-                Results::Generation(&text),
-            )?;
-        } else {
-            for m in &task.metrics {
-                for (suffix, steps) in &filters {
-                    let filtered = apply_filters(steps, &text)?;
-                    metrics.insert(
-                        format!("{}{suffix}", m.name),
-                        exact_match(&m.exact_match, &filtered, &target)?,
-                    );
-                }
-            }
-        }
+        let (metrics, sub_scores) =
+            generation_metrics(task, &order, &filters, &docs[i], doc_ids[i], &target, &text)?;
         records.push(ItemRecord {
             task: task.name.clone(),
             doc_id: doc_ids[i],
