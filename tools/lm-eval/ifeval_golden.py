@@ -559,7 +559,7 @@ def main():
     from lm_eval.tasks.ifeval import utils
 
     for f in (keywords_cases, language_cases, length_cases, content_cases, format_cases,
-              combination_cases, startend_cases, case_cases, combined_cases, varied_cases):
+              combination_cases, startend_cases, case_cases, combined_cases, varied_cases, stress_cases):
         f()
     from lm_eval.tasks.ifeval import instructions_registry
 
