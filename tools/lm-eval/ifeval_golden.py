@@ -476,6 +476,74 @@ def varied_cases():
              " ".join(w.upper() if (j + k) % 3 == 0 else w for j, w in enumerate(SENTENCES[k].split())))
 
 
+STRESS_SENTENCES = [
+    "Mr. Smith arrived early.", "We bought fruit, e.g. apples and pears.", "He left, i.e. the meeting ended.",
+    "They sold books, toys, etc. Then they closed.", "It was Lakers vs. Celtics.", "She moved to the U.S. The move was hard.",
+    "He works for Acme Inc. The company is small.", "Room No. 5 was empty.", "It weighs approx. 3 kilos.",
+    "The sale ends Jan. 5 this year.", "We met at 9 a.m. We talked for hours.", "Take vitamin C. It helps.",
+    "We need a Plan B. We have none.", "J. K. Rowling wrote many books.", "The value 3.14 is famous.",
+    "It happened in 1999. The year was odd.", "Wow!!! Really?", "He said, \"Go.\" Then he left.",
+    "(See above.) Next comes the rest.", "Hmm... well, maybe.", "\u201cCurly quotes.\u201d Next one.",
+    "Visit example.com today.", "Dr. Who? Nobody knows!", "The end is near; it is here.",
+    "I DON'T KNOW WHY.", "YOU CAN'T STOP NOW!", "WE'RE GONNA WIN.", "IT CANNOT BE TRUE.", "I'M SURE OF IT.",
+    "THE U.S.A. IS LARGE.", "NASA launched a rocket.", "A&B merged with C:D.", "YES!NO?MAYBE.",
+    "all lowercase words here.", "Prices fell 5.5% in Q3.", "See Section 2 for more.",
+    "El perro come en casa.", "Le chat dort sur le lit.", "Der Hund schläft im Haus.",
+]
+MARKUP = ["# Heading", "## Section 1", "SECTION 2", "**Bold words**", "* first bullet", "- dash bullet",
+          "1. numbered item", "***", "******", "P.S. A note.", "<<A Title>>", "Dear [name],", "*italic*", ""]
+
+
+def stress_cases():
+    """Responses assembled at random (fixed seed) from sentences that stress Punkt's
+    abbreviation, initial and number rules, the Treebank contractions, Markdown and
+    case checks; thresholds are set around lm-eval's own count so about half pass."""
+    import random
+    from lm_eval.tasks.ifeval import instructions_util as iu
+    import nltk
+
+    rng = random.Random(14)
+    for n in range(150):
+        lines = []
+        for _ in range(rng.randint(1, 6)):
+            if rng.random() < 0.3:
+                lines.append(rng.choice(MARKUP))
+            else:
+                lines.append(" ".join(rng.choice(STRESS_SENTENCES) for _ in range(rng.randint(1, 4))))
+        resp = "\n".join(lines)
+        if n % 7 == 0:
+            resp = resp.upper()
+        elif n % 7 == 1:
+            resp = resp.lower()
+        d = rng.choice([-1, 0, 0, 1])
+        rel = rng.choice(["less than", "at least"])
+        kind = n % 6
+        if kind == 0:
+            case("length_constraints:number_sentences",
+                 {"num_sentences": max(1, iu.count_sentences(resp) + d), "relation": rel}, resp)
+        elif kind == 1:
+            caps = len([w for w in nltk.word_tokenize(resp) if w.isupper()])
+            case("change_case:capital_word_frequency",
+                 {"capital_frequency": max(1, caps + d), "capital_relation": rel}, resp)
+        elif kind == 2:
+            case("length_constraints:number_words",
+                 {"num_words": max(1, iu.count_words(resp) + d), "relation": rel}, resp)
+        elif kind == 3:
+            case(["change_case:english_capital", "change_case:english_lowercase",
+                  "language:response_language"], [{}, {}, {"language": "en"}], resp)
+        elif kind == 4:
+            case(["detectable_format:number_bullet_lists", "detectable_format:number_highlighted_sections",
+                  "length_constraints:number_paragraphs"],
+                 [{"num_bullets": rng.randint(1, 3)}, {"num_highlights": rng.randint(1, 3)},
+                  {"num_paragraphs": rng.randint(1, 3)}], resp)
+        else:
+            case(["detectable_format:title", "detectable_content:postscript",
+                  "detectable_content:number_placeholders", "detectable_format:multiple_sections"],
+                 [{}, {"postscript_marker": rng.choice(["P.S.", "P.P.S"])}, {"num_placeholders": 1},
+                  {"section_spliter": rng.choice(["Section", "SECTION"]), "num_sections": rng.randint(1, 2)}],
+                 resp)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lm-eval-wheel", required=True)
@@ -491,7 +559,7 @@ def main():
     from lm_eval.tasks.ifeval import utils
 
     for f in (keywords_cases, language_cases, length_cases, content_cases, format_cases,
-              combination_cases, startend_cases, case_cases, combined_cases, varied_cases):
+              combination_cases, startend_cases, case_cases, combined_cases, varied_cases, stress_cases):
         f()
     from lm_eval.tasks.ifeval import instructions_registry
 

@@ -3,7 +3,7 @@
 //! lm-eval calls `langdetect.detect` (a port of Google's language-detection, 55
 //! languages, randomised unless seeded); lamarck uses the `whatlang` crate (trigram
 //! model, 69 languages, deterministic, no data files) and maps its ISO 639-3 codes to the
-//! ISO 639-1 codes langdetect returns. They agree on clear text of a sentence or more;
+//! ISO 639-1 codes langdetect returns, considering only the 50 languages both know. They agree on clear text of a sentence or more;
 //! they can disagree on very short or mixed-language text (see evals/README.md).
 
 /// What langdetect would say: `None` where it raises "No features in text" (no letter
@@ -13,8 +13,22 @@ pub fn detect(text: &str) -> Option<String> {
     if !text.chars().any(char::is_alphabetic) {
         return None;
     }
-    let code = whatlang::detect_lang(text).map_or("", iso_639_1);
+    let code = detector().detect_lang(text).map_or("", iso_639_1);
     Some(code.to_string())
+}
+
+/// whatlang restricted to the languages langdetect knows: a verdict can only be one
+/// langdetect could give (whatlang alone reads short English as Latin).
+fn detector() -> &'static whatlang::Detector {
+    use whatlang::Lang::*;
+    static DETECTOR: std::sync::OnceLock<whatlang::Detector> = std::sync::OnceLock::new();
+    DETECTOR.get_or_init(|| {
+        whatlang::Detector::with_allowlist(vec![
+            Afr, Ara, Ben, Bul, Cat, Ces, Cmn, Dan, Deu, Ell, Eng, Est, Fin, Fra, Guj, Heb, Hin,
+            Hrv, Hun, Ind, Ita, Jpn, Kan, Kor, Lav, Lit, Mal, Mar, Mkd, Nep, Nld, Nob, Pan, Pes,
+            Pol, Por, Ron, Rus, Slk, Slv, Spa, Swe, Tam, Tel, Tgl, Tha, Tur, Ukr, Urd, Vie,
+        ])
+    })
 }
 
 /// langdetect's code for a whatlang language (`zh-cn` for Mandarin, as langdetect has).
