@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::model::writer::parse_size;
-use crate::search::dry_run::dry_run;
+use crate::search::dry_run::{dry_run_with, DryRunOptions};
 use crate::search::genes::Genome;
 use crate::search::run::{evolve, EvolveOptions, Session};
 use crate::search::SearchSpec;
@@ -68,7 +68,14 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
             spec.model_map = Some(m.clone());
         }
         let genome = Genome::new(&spec.genes, &spec.recipe_text)?;
-        print!("{}", dry_run(&spec, &genome)?);
+        let opts = DryRunOptions {
+            cache_mem,
+            cache_disk: parse_size(&args.cache_disk)
+                .map_err(|e| anyhow::anyhow!("--cache-disk {}: {e}", args.cache_disk))?,
+            threads: args.threads,
+            measure: true,
+        };
+        print!("{}", dry_run_with(&spec, &genome, &opts)?);
         return Ok(());
     }
     let session = match (&args.resume, &args.search) {

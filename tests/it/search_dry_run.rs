@@ -55,6 +55,13 @@ fn lamarck_v0_3_search_passes_dry_run_on_14b_headers() {
         "`lamarck-14b-finalize` (ties)",
         "per candidate",
         "14.77 B-parameter model",
+        // which genes force each stage to be merged again: its own and its inputs'
+        "depends on 8 gene(s) (own 8, upstream 0)",
+        "depends on 22 gene(s) (own 8, upstream 14)",
+        "depends on 28 gene(s) (own 0, upstream 28)",
+        "5 of 5 stage(s) merged",
+        "merge seconds per candidate: ~",
+        "peak disk ≤",
     ] {
         assert!(out.contains(needle), "dry run lacks {needle:?}:\n{out}");
     }
