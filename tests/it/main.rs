@@ -56,6 +56,8 @@ mod search_dry_run;
 mod search_evolve;
 // Paired racing, the response cache, the paired bootstrap, the test split never read by evolve.
 mod search_racing;
+// Workers: one reproduces the in-process records; kills of workers and coordinator; Slurm.
+mod search_workers;
 
 // The zoo: reproducible builds, the committed zoo, the training twin.
 mod zoo_build;

@@ -49,7 +49,8 @@ impl Executor for Local {
     }
 
     fn start(&mut self, slot: usize) -> Result<()> {
-        let name = format!("w{slot}-{}", self.starts[slot]);
+        // the coordinator's pid keeps names unique when workers of a killed coordinator linger
+        let name = format!("w{slot}-{}-{}", self.starts[slot], std::process::id());
         self.starts[slot] += 1;
         let log = self.logs.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).map_err(|e| Error::io(&log, e))?;
