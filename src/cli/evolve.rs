@@ -53,6 +53,16 @@ pub struct EvolveArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Score candidates in N worker processes (the search file's `executor:`: local
+    /// processes, or Slurm jobs), with no generation barrier. 0: in this process.
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// The workers' evaluation device (overrides `eval.device`); `cuda` gives worker i `cuda:i`.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Seconds without a heartbeat after which a worker's claim goes back to the queue.
+    #[arg(long, default_value_t = 30)]
+    pub stale: u64,
 }
 
 pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
@@ -110,7 +120,13 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
         progress: !args.quiet,
         candidates: args.candidates,
         minutes: args.minutes,
+        workers: args.workers,
+        device: args.device.clone(),
+        stale: std::time::Duration::from_secs(args.stale.max(1)),
     };
+    if args.device.is_some() && args.workers == 0 {
+        anyhow::bail!("--device is for the workers; give --workers N too (or set `eval.device` in the search file)");
+    }
     let summary = evolve(&session, &opts)?;
     eprintln!(
         "evolve: stopped: {}; {} candidate(s) recorded ({} new, {} stopped early by racing, {} failed to merge: failed.csv)",
@@ -122,6 +138,12 @@ pub fn run(args: EvolveArgs) -> anyhow::Result<()> {
         summary.model_items,
         summary.cache_hits
     );
+    for w in crate::search::coordinator::worker_times(&session.dir.root)? {
+        eprintln!(
+            "evolve: worker {}: {} task(s), busy {:.1} s, idle between tasks {:.1} s",
+            w.worker, w.tasks, w.busy_s, w.idle_s
+        );
+    }
     if let (Some(best), Some(start)) = (&summary.best, &summary.start) {
         println!(
             "best #{}: fitness {:.4} (starting recipe {:.4}); `lamarck export {} --best` writes its recipe",

@@ -8,6 +8,7 @@ pub mod export;
 pub mod merge;
 pub mod report;
 pub mod synth;
+pub mod worker;
 pub mod zoo;
 
 #[derive(Parser, Debug)]
@@ -42,6 +43,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Summarize a search: frontier, best vs start vs parents, plot.
     Report(report::ReportArgs),
+    /// Score candidates of a run started with `evolve --workers N` (started by it, or by hand).
+    Worker(worker::WorkerArgs),
 }
 
 pub fn parse() -> Cli {
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Evolve(args) => evolve::run(args),
         Command::Export(args) => export::run(args),
         Command::Report(args) => report::run(args),
+        Command::Worker(args) => worker::run(args),
     }
 }
 

@@ -56,6 +56,11 @@ pub struct ResponseCache {
     pub hits: u64,
     /// Items the model was run on since it was opened.
     pub misses: u64,
+    /// A worker's read-only view: the file is read (never written) and what is inserted is
+    /// kept here, in insertion order, to be handed to the coordinator.
+    journal: Option<Vec<(ItemKey, CachedItem)>>,
+    /// Bytes of the file already read (a read-only view reads only what was appended since).
+    read_to: u64,
 }
 
 impl ResponseCache {
@@ -104,6 +109,59 @@ impl ResponseCache {
         Ok(cache)
     }
 
+    /// A worker's view of the run's cache: reads the file (a torn last line is skipped, not
+    /// cut: the coordinator owns the file) and never writes it; inserted items go to the
+    /// journal ([`ResponseCache::take_journal`]).
+    pub fn read_only(path: &Path) -> Result<ResponseCache> {
+        let mut cache = ResponseCache {
+            path: Some(path.to_path_buf()),
+            journal: Some(Vec::new()),
+            ..ResponseCache::default()
+        };
+        cache.refresh()?;
+        Ok(cache)
+    }
+
+    /// Read only what the coordinator appended since the last read (read-only views).
+    pub fn refresh(&mut self) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (Some(path), Some(_)) = (&self.path, &self.journal) else {
+            return Ok(());
+        };
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return Ok(());
+        };
+        let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len <= self.read_to {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        f.seek(SeekFrom::Start(self.read_to))
+            .and_then(|_| f.read_to_end(&mut bytes))
+            .map_err(|e| Error::io(path, e))?;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let text = String::from_utf8_lossy(&bytes[..complete]);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let l: Line = serde_json::from_str(line).map_err(|e| Error::Records {
+                path: path.clone(),
+                message: format!(
+                    "not a cache line ({e}); delete the file to score every item again"
+                ),
+            })?;
+            self.map.insert(l.key, l.item);
+        }
+        self.read_to += complete as u64;
+        Ok(())
+    }
+
+    /// The items inserted since the last call, in insertion order (read-only views).
+    pub fn take_journal(&mut self) -> Vec<(ItemKey, CachedItem)> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -117,7 +175,9 @@ impl ResponseCache {
 
     /// Add freshly scored items and persist them (one write, one fsync).
     pub fn insert(&mut self, items: Vec<(ItemKey, CachedItem)>) -> Result<()> {
-        if let Some(path) = &self.path {
+        if let Some(journal) = &mut self.journal {
+            journal.extend(items.iter().cloned());
+        } else if let Some(path) = &self.path {
             let lines: Vec<String> = items
                 .iter()
                 .map(|(key, item)| {

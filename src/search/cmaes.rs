@@ -88,15 +88,26 @@ impl Cmaes {
     /// The `lambda` points of the current generation (deterministic).
     pub fn ask(&self) -> Vec<Vec<f64>> {
         let mut rng = Rng::for_generation(self.seed, self.generation);
-        (0..self.lambda)
-            .map(|_| {
-                let z: Vec<f64> = (0..self.n).map(|_| rng.normal()).collect();
-                (0..self.n)
-                    .map(|i| {
-                        let y: f64 = (0..self.n).map(|j| self.b[i][j] * self.d[j] * z[j]).sum();
-                        self.mean[i] + self.sigma * y
-                    })
-                    .collect()
+        (0..self.lambda).map(|_| self.point(&mut rng)).collect()
+    }
+
+    /// Point `k` of the random stream of generation `stream`, drawn from the current
+    /// distribution: `ask()[k]` when `stream` is the current generation (the asynchronous
+    /// loop asks points one at a time, possibly past the current generation's λ).
+    pub fn sample(&self, stream: u64, k: usize) -> Vec<f64> {
+        let mut rng = Rng::for_generation(self.seed, stream);
+        for _ in 0..k * self.n {
+            rng.normal();
+        }
+        self.point(&mut rng)
+    }
+
+    fn point(&self, rng: &mut Rng) -> Vec<f64> {
+        let z: Vec<f64> = (0..self.n).map(|_| rng.normal()).collect();
+        (0..self.n)
+            .map(|i| {
+                let y: f64 = (0..self.n).map(|j| self.b[i][j] * self.d[j] * z[j]).sum();
+                self.mean[i] + self.sigma * y
             })
             .collect()
     }

@@ -37,8 +37,13 @@ fn cell(names: &[String]) -> String {
 
 /// A `merges.csv` row.
 pub fn merge_line(id: u64, m: &Materialized, mem: u64, disk: u64) -> String {
+    format!("{id},{}", merge_cells(m, mem, disk))
+}
+
+/// A `merges.csv` row without its id (what an evaluation carries until it has one).
+pub fn merge_cells(m: &Materialized, mem: u64, disk: u64) -> String {
     format!(
-        "{id},{},{},{},{:.3},{mem},{disk}",
+        "{},{},{},{:.3},{mem},{disk}",
         m.stages_run,
         m.stages_reused,
         cell(&m.rebuilt),

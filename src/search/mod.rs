@@ -10,13 +10,18 @@
 //!   [`racing`]: paired early stopping; [`paired`]: the report's paired bootstrap.
 //! - [`records`]: the files of `results/<run>/` (append-only rows, atomic rewrites, resume).
 //! - [`frontier`]: the Pareto set over the objectives.
+//! - [`worker`]: one candidate merged and scored (in process or in `lamarck worker`);
+//!   [`queue`]: the run folder's task files and claims; [`coordinator`]: `evolve --workers N`
+//!   with the asynchronous [`steady`] optimizer; [`executor`]: local processes or Slurm jobs.
 //! - [`run`]: the loop; [`report`]: tables and the SVG plot; [`export`]: candidate → recipe.
 #![allow(clippy::result_large_err)] // errors carry paths and messages; not on a hot path
 #[allow(clippy::needless_range_loop)] // matrix code reads best with indices
 pub mod cache;
 pub mod cmaes;
+pub mod coordinator;
 pub mod dry_run;
 pub mod error;
+pub mod executor;
 pub mod export;
 pub mod frontier;
 pub mod genes;
@@ -25,6 +30,7 @@ pub mod merge_log;
 pub mod optimizer;
 pub mod paired;
 pub mod plot;
+pub mod queue;
 pub mod racing;
 pub mod random;
 pub mod records;
@@ -33,6 +39,8 @@ pub mod run;
 pub mod score;
 pub mod spec;
 pub mod stage_cache;
+pub mod steady;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use spec::SearchSpec;

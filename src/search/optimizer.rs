@@ -80,6 +80,18 @@ impl Optimizer {
             .map(|x| x.into_iter().map(mirror).collect())
             .collect()
     }
+    /// Point `s` of the run (candidate id `1 + s`), mirrored into the unit cube, drawn from
+    /// the current distribution with the random stream of generation `s / λ`: the same
+    /// point as the synchronous `ask()` while the loop keeps to one generation at a time.
+    pub fn sample(&self, s: u64) -> Vec<f64> {
+        let lambda = self.population().max(1) as u64;
+        let (stream, k) = (s / lambda, (s % lambda) as usize);
+        let raw = match self {
+            Optimizer::Cmaes(c) => c.sample(stream, k),
+            Optimizer::Random(r) => r.sample(stream, k),
+        };
+        raw.into_iter().map(mirror).collect()
+    }
     /// Report the generation's fitness values (higher is better).
     pub fn tell(&mut self, xs: &[Vec<f64>], fitness: &[f64]) {
         match self {

@@ -28,6 +28,15 @@ impl RandomSearch {
             .map(|_| (0..self.n).map(|_| rng.uniform()).collect())
             .collect()
     }
+
+    /// Point `k` of generation `stream` (`ask()[k]` for the current generation).
+    pub fn sample(&self, stream: u64, k: usize) -> Vec<f64> {
+        let mut rng = Rng::for_generation(self.seed, stream);
+        for _ in 0..k * self.n {
+            rng.uniform();
+        }
+        (0..self.n).map(|_| rng.uniform()).collect()
+    }
 }
 
 #[cfg(test)]

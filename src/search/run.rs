@@ -5,7 +5,7 @@
 //! generation g's k-th point is `1 + g·λ + k`. Since a generation's points are a pure
 //! function of the checkpointed optimizer state, a resumed run asks the same points again,
 //! finds the ids already in `candidates.csv`, and scores only the missing ones.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,18 +13,17 @@ use super::cache::ResponseCache;
 use super::cmaes::Cmaes;
 use super::frontier::pareto;
 use super::genes::Genome;
-use super::materialize::{hash_dir, Materializer};
+use super::materialize::Materializer;
 use super::merge_log::{self, FailedRow};
 use super::optimizer::Optimizer;
-use super::racing::{
-    self, raced_header, spent, Chunks, EvalRow, Race, RacedRow, Spent, EVAL_HEADER,
-};
+use super::racing::{self, raced_header, spent, Chunks, EvalRow, RacedRow, Spent, EVAL_HEADER};
 use super::random::RandomSearch;
 use super::records::{self, CandidateRow, ParentRow, RunDir, RunInfo};
 use super::score::{ItemResult, Scorer, Source, Subject};
 use super::spec::{OptimizerKind, SearchSpec};
+use super::worker::{evaluate, score_parent, Evaluation, ItemScores, RaceWith};
 use super::{Error, Result};
-use crate::model::{resolve_model, ModelMap};
+use crate::model::ModelMap;
 use crate::recipe::Recipe;
 
 /// How to run (command-line settings, not part of the search).
@@ -44,6 +43,12 @@ pub struct EvolveOptions {
     pub candidates: Option<u64>,
     /// Override the search file's time budget.
     pub minutes: Option<f64>,
+    /// Worker processes (0: score in this process, the generational loop).
+    pub workers: usize,
+    /// `--device` for the workers (`cuda` gives worker i `cuda:i`).
+    pub device: Option<String>,
+    /// A worker whose beat is older than this loses its claim.
+    pub stale: std::time::Duration,
 }
 
 /// A search bound to its run folder.
@@ -172,7 +177,7 @@ impl Session {
         Ok(out)
     }
 
-    fn new_optimizer(&self) -> Optimizer {
+    pub(super) fn new_optimizer(&self) -> Optimizer {
         let n = self.genome.len();
         match self.spec.optimizer {
             OptimizerKind::Cmaes { sigma } => Optimizer::Cmaes(Cmaes::new(
@@ -188,9 +193,21 @@ impl Session {
     }
 
     fn load_optimizer(&self) -> Result<Optimizer> {
+        let (opt, extra) = self.load_state()?;
+        if extra.is_some() {
+            return Err(Error::Records {
+                path: self.dir.state(),
+                message: "this run was started with workers (no generation barrier); continue it with `lamarck evolve --resume DIR --workers N`".into(),
+            });
+        }
+        Ok(opt)
+    }
+
+    /// The optimizer of `state.json` and its asynchronous part, when the run has workers.
+    pub(super) fn load_state(&self) -> Result<(Optimizer, Option<serde_json::Value>)> {
         let p = self.dir.state();
         if !p.exists() {
-            return Ok(self.new_optimizer());
+            return Ok((self.new_optimizer(), None));
         }
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
         let bad = |message: String| Error::Records {
@@ -202,15 +219,28 @@ impl Session {
         let opt = v
             .get("optimizer")
             .ok_or_else(|| bad("no `optimizer`".into()))?;
-        Optimizer::from_json(opt).map_err(bad)
+        let opt = Optimizer::from_json(opt).map_err(bad)?;
+        Ok((opt, v.get("async").cloned()))
     }
 
     fn save_optimizer(&self, opt: &Optimizer) -> Result<()> {
-        let v = serde_json::json!({
+        self.save_state(opt, None)
+    }
+
+    /// Write `state.json` (atomically); `extra`: the asynchronous loop's part.
+    pub(super) fn save_state(
+        &self,
+        opt: &Optimizer,
+        extra: Option<serde_json::Value>,
+    ) -> Result<()> {
+        let mut v = serde_json::json!({
             "genes": self.gene_names(),
             "generation": opt.generation(),
             "optimizer": opt.to_json(),
         });
+        if let (Some(extra), Some(o)) = (extra, v.as_object_mut()) {
+            o.insert("async".into(), extra);
+        }
         records::write_atomic(
             &self.dir.state(),
             &(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"),
@@ -255,27 +285,123 @@ pub fn best_row(rows: &[CandidateRow]) -> Option<&CandidateRow> {
         .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
 }
 
-/// Scores per (objective, doc id).
-type ItemScores = HashMap<(usize, usize), f64>;
-
-/// The loop's state.
-struct Search<'s> {
-    session: &'s Session,
-    rows: Vec<CandidateRow>,
-    raced: Vec<RacedRow>,
-    failed: Vec<FailedRow>,
-    mat: Materializer,
-    scorer: Scorer,
-    cache: ResponseCache,
+/// The loop's state (shared by the in-process loop and the coordinator of workers).
+pub(super) struct Search<'s> {
+    pub session: &'s Session,
+    pub rows: Vec<CandidateRow>,
+    pub raced: Vec<RacedRow>,
+    pub failed: Vec<FailedRow>,
+    pub parents: Vec<ParentRow>,
+    pub mat: Materializer,
+    pub scorer: Scorer,
+    pub cache: ResponseCache,
+    pub map: Option<ModelMap>,
     /// Items of the full dev set.
-    total: usize,
+    pub total: usize,
     /// Racing chunks (None: full evaluation).
-    chunks: Option<Chunks>,
+    pub chunks: Option<Chunks>,
     /// The incumbent's id and its score per (objective, doc id).
     incumbent: Option<(u64, ItemScores)>,
+    pub budget: Option<u64>,
+    pub minutes: Option<f64>,
+    pub deadline: Option<Instant>,
 }
 
-impl Search<'_> {
+impl<'s> Search<'s> {
+    /// Read the run's records (moved here from `evolve`); the caller holds the run lock.
+    pub(super) fn open(session: &'s Session, opts: &EvolveOptions) -> Result<Search<'s>> {
+        let started = Instant::now();
+        let genes = session.gene_names();
+        let objectives = session.objective_names();
+        let header = records::candidate_header(&genes, &objectives);
+        let cpath = session.dir.candidates();
+        let rows: Vec<CandidateRow> = records::read_rows(&cpath, &header)?
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                CandidateRow::parse(l, genes.len(), objectives.len()).map_err(|m| Error::Records {
+                    path: cpath.clone(),
+                    message: format!("row {}: {m}", i + 1),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let rpath = session.dir.raced();
+        let raced: Vec<RacedRow> = if session.spec.racing.is_some() || rpath.exists() {
+            records::read_rows(&rpath, &raced_header(&genes))?
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    RacedRow::parse(l, genes.len()).map_err(|m| Error::Records {
+                        path: rpath.clone(),
+                        message: format!("row {}: {m}", i + 1),
+                    })
+                })
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        records::read_rows(&session.dir.evaluations(), EVAL_HEADER)?;
+        records::read_rows(
+            &merge_log::merges_path(&session.dir),
+            merge_log::MERGES_HEADER,
+        )?;
+        let fpath = merge_log::failed_path(&session.dir);
+        let failed = records::read_rows(&fpath, &merge_log::failed_header(&genes))?
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                FailedRow::parse(l, genes.len()).map_err(|m| Error::Records {
+                    path: fpath.clone(),
+                    message: format!("row {}: {m}", i + 1),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ppath = session.dir.parents();
+        let parents: Vec<ParentRow> =
+            records::read_rows(&ppath, &records::parent_header(&objectives))?
+                .iter()
+                .map(|l| {
+                    ParentRow::parse(l, objectives.len()).map_err(|m| Error::Records {
+                        path: ppath.clone(),
+                        message: m,
+                    })
+                })
+                .collect::<Result<_>>()?;
+        let mut keep: BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
+        keep.extend(raced.iter().map(|r| r.id.to_string()));
+        keep.extend(parents.iter().map(|p| format!("parent:{}", p.model)));
+        records::prune_items(&session.dir.items(), &keep)?;
+
+        let spec = &session.spec;
+        let budget = opts.candidates.or(spec.budget.candidates);
+        let minutes = opts.minutes.or(spec.budget.minutes);
+        let deadline = minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
+        let map = session.model_map()?;
+        let mut scorer = Scorer::new(&spec.objectives, &spec.eval)?;
+        let counts = scorer.item_counts()?;
+        let total = counts.iter().sum();
+        let chunks = spec
+            .racing
+            .map(|r| racing::chunks(&racing::order(&counts, spec.seed), r.chunk));
+        Ok(Search {
+            session,
+            rows,
+            raced,
+            failed,
+            parents,
+            mat: stage_cache(session, opts, map.clone())?,
+            scorer,
+            cache: ResponseCache::open(&session.dir.responses())?,
+            map,
+            total,
+            chunks,
+            incumbent: None,
+            budget,
+            minutes,
+            deadline,
+        })
+    }
+
     fn write_eval(&self, who: &str, items: &[ItemResult]) -> Result<()> {
         let cached = items.iter().filter(|r| r.cached).count();
         let row = EvalRow {
@@ -299,7 +425,7 @@ impl Search<'_> {
     }
 
     /// The incumbent's per-item scores (from the cache; re-scored if the cache lost them).
-    fn incumbent_scores(&mut self, inc: &CandidateRow) -> Result<ItemScores> {
+    pub(super) fn incumbent_scores(&mut self, inc: &CandidateRow) -> Result<ItemScores> {
         if let Some((id, map)) = &self.incumbent {
             if *id == inc.id {
                 return Ok(map.clone());
@@ -331,6 +457,14 @@ impl Search<'_> {
         Ok(map)
     }
 
+    /// The racing incumbent of the next candidate, when racing is on.
+    pub(super) fn race_incumbent(&self) -> Option<CandidateRow> {
+        match (&self.chunks, &self.session.spec.racing) {
+            (Some(_), Some(_)) => best_row(&self.rows).cloned(),
+            _ => None,
+        }
+    }
+
     /// Merge, score (racing when configured), record; returns the value the optimizer is told.
     fn candidate(&mut self, id: u64, generation: u64, values: Vec<f64>) -> Result<f64> {
         let session = self.session;
@@ -338,76 +472,74 @@ impl Search<'_> {
             id,
             message: e.to_string(),
         };
-        let m = match session
-            .recipe(&values)
-            .and_then(|r| self.mat.materialize(&r))
-        {
-            Ok(m) => m,
+        let recipe = match session.recipe(&values) {
+            Ok(r) => r,
             Err(e) if merge_log::is_candidate_failure(&e) => {
-                let row = FailedRow {
-                    id,
-                    generation,
-                    genes: values,
-                    told: merge_log::failed_value(&session.weights()),
-                    reason: e.to_string(),
-                };
-                records::append_line(&merge_log::failed_path(&session.dir), &row.to_line())?;
-                tracing::warn!("candidate {id} not merged, recorded as failed: {e}");
-                let told = row.told;
-                self.failed.push(row);
-                return Ok(told);
+                return self.record_failed(id, generation, values, &e.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        let incumbent = self.race_incumbent();
+        let scores = match &incumbent {
+            Some(inc) => Some(self.incumbent_scores(inc).map_err(cand)?),
+            None => None,
+        };
+        let weights = session.weights();
+        let race = match (&self.chunks, &session.spec.racing, &scores) {
+            (Some(chunks), Some(spec), Some(inc)) => Some(RaceWith {
+                chunks,
+                spec,
+                weights: &weights,
+                total: self.total,
+                incumbent: inc,
+            }),
+            _ => None,
+        };
+        let ev = match evaluate(
+            &mut self.mat,
+            &mut self.scorer,
+            &mut self.cache,
+            &recipe,
+            race,
+        ) {
+            Ok(ev) => ev,
+            Err(e) if merge_log::is_candidate_failure(&e) => {
+                return self.record_failed(id, generation, values, &e.to_string())
             }
             Err(e) => return Err(cand(e)),
         };
-        records::append_line(
-            &merge_log::merges_path(&session.dir),
-            &merge_log::merge_line(id, &m, self.mat.cached_bytes(), self.mat.disk_bytes()),
-        )?;
-        let started = Instant::now();
-        let incumbent = best_row(&self.rows).cloned();
-        let mut subject = Subject::new(Source::Memory(&m.output), &m.hash);
-        let mut items: Vec<ItemResult> = Vec::new();
-        let mut verdict = None;
-        match (&self.chunks, &session.spec.racing, incumbent) {
-            (Some(chunks), Some(spec), Some(inc)) => {
-                let chunks = chunks.clone();
-                let inc_scores = self.incumbent_scores(&inc).map_err(cand)?;
-                let mut race = Race::new(&session.weights(), spec, self.total);
-                for chunk in &chunks {
-                    let got = self
-                        .scorer
-                        .score_items(&mut subject, chunk, &mut self.cache)
-                        .map_err(cand)?;
-                    for r in &got {
-                        let theirs = inc_scores
-                            .get(&(r.objective, r.doc_id))
-                            .copied()
-                            .unwrap_or(0.0);
-                        race.add(r.objective, r.score, theirs);
-                    }
-                    items.extend(got);
-                    if items.len() < self.total {
-                        let v = race.verdict();
-                        if v.stop {
-                            verdict = Some((v, inc));
-                            break;
-                        }
-                    }
-                }
-            }
-            _ => {
-                let want = self.scorer.all_items()?;
-                items = self
-                    .scorer
-                    .score_items(&mut subject, &want, &mut self.cache)
-                    .map_err(cand)?;
-            }
+        self.record(
+            id,
+            generation,
+            values,
+            ev,
+            incumbent.map(|r| (r.id, r.fitness)),
+        )
+    }
+
+    /// Append an evaluated candidate's rows (evaluations, items, then its candidate or
+    /// raced row); returns the value the optimizer is told. `incumbent`: (id, fitness) of
+    /// the incumbent it raced against.
+    pub(super) fn record(
+        &mut self,
+        id: u64,
+        generation: u64,
+        values: Vec<f64>,
+        ev: Evaluation,
+        incumbent: Option<(u64, f64)>,
+    ) -> Result<f64> {
+        let session = self.session;
+        if !ev.merge_cells.is_empty() {
+            records::append_line(
+                &merge_log::merges_path(&session.dir),
+                &format!("{id},{}", ev.merge_cells),
+            )?;
         }
+        let mut items = ev.items;
         items.sort_by_key(|r| (r.objective, r.doc_id));
-        let eval_s = started.elapsed().as_secs_f64();
         self.write_eval(&id.to_string(), &items)?;
         self.write_items(&id.to_string(), &items)?;
-        if let Some((v, inc)) = verdict {
+        if let (Some(v), Some((inc_id, inc_fitness))) = (ev.stopped, incumbent) {
             let row = RacedRow {
                 id,
                 generation,
@@ -417,11 +549,11 @@ impl Search<'_> {
                 estimate: v.estimate,
                 diff: v.diff,
                 bound: v.bound,
-                incumbent: inc.id,
-                told: inc.fitness + v.bound,
-                hash: m.hash.clone(),
-                merge_s: m.seconds,
-                eval_s,
+                incumbent: inc_id,
+                told: inc_fitness + v.bound,
+                hash: ev.hash.clone(),
+                merge_s: ev.merge_s,
+                eval_s: ev.eval_s,
             };
             records::append_line(&session.dir.raced(), &row.to_line())?;
             tracing::debug!(
@@ -430,7 +562,7 @@ impl Search<'_> {
                 self.total,
                 v.diff,
                 v.bound,
-                inc.id
+                inc_id
             );
             let told = row.told;
             self.raced.push(row);
@@ -443,118 +575,142 @@ impl Search<'_> {
             genes: values,
             scores,
             fitness,
-            hash: m.hash.clone(),
-            merge_s: m.seconds,
-            eval_s,
+            hash: ev.hash.clone(),
+            merge_s: ev.merge_s,
+            eval_s: ev.eval_s,
         };
         records::append_line(&session.dir.candidates(), &row.to_line())?;
         tracing::debug!(
             "candidate {id}: fitness {fitness:.4}, {} stage(s) merged, {} reused",
-            m.stages_run,
-            m.stages_reused
+            ev.stages_run,
+            ev.stages_reused
         );
         self.rows.push(row);
         session.write_frontier(&self.rows)?;
         Ok(fitness)
     }
 
-    fn recorded(&self) -> usize {
+    /// Append a scored parent's rows.
+    pub(super) fn record_parent(&mut self, reference: &str, items: &[ItemResult]) -> Result<()> {
+        let name = format!("parent:{reference}");
+        self.write_eval(&name, items)?;
+        self.write_items(&name, items)?;
+        let (values, fitness) = self.scorer.summarize(items);
+        let row = ParentRow {
+            model: reference.to_string(),
+            scores: values,
+            fitness,
+        };
+        records::append_line(&self.session.dir.parents(), &row.to_line())?;
+        self.parents.push(row);
+        Ok(())
+    }
+
+    /// Record a candidate whose merge a method refused (`failed.csv`): never on the
+    /// frontier; the optimizer is told [`merge_log::failed_value`].
+    pub(super) fn record_failed(
+        &mut self,
+        id: u64,
+        generation: u64,
+        values: Vec<f64>,
+        e: &str,
+    ) -> Result<f64> {
+        let row = FailedRow {
+            id,
+            generation,
+            genes: values,
+            told: merge_log::failed_value(&self.session.weights()),
+            reason: e.to_string(),
+        };
+        records::append_line(&merge_log::failed_path(&self.session.dir), &row.to_line())?;
+        tracing::warn!("candidate {id} not merged, recorded as failed: {e}");
+        let told = row.told;
+        self.failed.push(row);
+        Ok(told)
+    }
+
+    pub(super) fn recorded(&self) -> usize {
         self.rows.len() + self.raced.len() + self.failed.len()
     }
+
+    /// The recorded value of candidate `id` (fitness, or what a stopped one was told).
+    pub(super) fn told(&self, id: u64) -> Option<(&Vec<f64>, f64)> {
+        self.rows
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| (&r.genes, r.fitness))
+            .or_else(|| {
+                self.raced
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| (&r.genes, r.told))
+            })
+            .or_else(|| {
+                self.failed
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| (&r.genes, r.told))
+            })
+    }
+
+    /// Why the loop must not start another candidate, if it must not.
+    pub(super) fn out_of_budget(&self, in_flight: usize) -> Option<String> {
+        if self
+            .budget
+            .is_some_and(|b| (self.recorded() + in_flight) as u64 >= b)
+        {
+            return Some(format!(
+                "candidate budget of {} reached",
+                self.budget.unwrap_or(0)
+            ));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(format!(
+                "time budget of {} minutes reached",
+                self.minutes.unwrap_or(0.0)
+            ));
+        }
+        None
+    }
+
+    /// The invocation's summary.
+    pub(super) fn summary(&self, before: usize, stopped: String) -> Result<Summary> {
+        self.session.write_frontier(&self.rows)?;
+        let evals = read_evaluations(&self.session.dir)?;
+        Ok(Summary {
+            candidates: self.recorded(),
+            new: self.recorded() - before,
+            raced: self.raced.len(),
+            failed: self.failed.len(),
+            best: best_row(&self.rows).cloned(),
+            start: self.rows.iter().find(|r| r.id == 0).cloned(),
+            stopped,
+            spent: spent(&evals),
+            model_items: self.cache.misses,
+            cache_hits: self.cache.hits,
+        })
+    }
+}
+
+/// Take the run folder's lock: one process per run folder (a second `evolve --resume` is
+/// refused, naming the holder).
+pub(super) fn lock_run(session: &Session) -> Result<crate::merge::lock::DirLock> {
+    let root = &session.dir.root;
+    Ok(
+        crate::merge::lock::DirLock::acquire(root, &root.join(".lamarck-lock"), "lamarck evolve")
+            .map_err(crate::merge::run::Error::from)?,
+    )
 }
 
 /// Run (or continue) the search until its budget is spent.
 pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
-    let started = Instant::now();
-    // One process per run folder: a second `evolve --resume` is refused, naming this one.
-    let root = &session.dir.root;
-    let _lock =
-        crate::merge::lock::DirLock::acquire(root, &root.join(".lamarck-lock"), "lamarck evolve")
-            .map_err(crate::merge::run::Error::from)?;
-    let genes = session.gene_names();
-    let objectives = session.objective_names();
-    let header = records::candidate_header(&genes, &objectives);
+    let _lock = lock_run(session)?;
+    if opts.workers > 0 {
+        return super::coordinator::coordinate(session, opts);
+    }
+    let mut search = Search::open(session, opts)?;
+    let budget = search.budget;
     let cpath = session.dir.candidates();
-    let rows: Vec<CandidateRow> = records::read_rows(&cpath, &header)?
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            CandidateRow::parse(l, genes.len(), objectives.len()).map_err(|m| Error::Records {
-                path: cpath.clone(),
-                message: format!("row {}: {m}", i + 1),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let rpath = session.dir.raced();
-    let raced: Vec<RacedRow> = if session.spec.racing.is_some() || rpath.exists() {
-        records::read_rows(&rpath, &raced_header(&genes))?
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                RacedRow::parse(l, genes.len()).map_err(|m| Error::Records {
-                    path: rpath.clone(),
-                    message: format!("row {}: {m}", i + 1),
-                })
-            })
-            .collect::<Result<_>>()?
-    } else {
-        Vec::new()
-    };
-    records::read_rows(&session.dir.evaluations(), EVAL_HEADER)?;
-    records::read_rows(
-        &merge_log::merges_path(&session.dir),
-        merge_log::MERGES_HEADER,
-    )?;
-    let fpath = merge_log::failed_path(&session.dir);
-    let failed = records::read_rows(&fpath, &merge_log::failed_header(&genes))?
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            FailedRow::parse(l, genes.len()).map_err(|m| Error::Records {
-                path: fpath.clone(),
-                message: format!("row {}: {m}", i + 1),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let ppath = session.dir.parents();
-    let mut parents: Vec<ParentRow> =
-        records::read_rows(&ppath, &records::parent_header(&objectives))?
-            .iter()
-            .map(|l| {
-                ParentRow::parse(l, objectives.len()).map_err(|m| Error::Records {
-                    path: ppath.clone(),
-                    message: m,
-                })
-            })
-            .collect::<Result<_>>()?;
-    let mut keep: BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
-    keep.extend(raced.iter().map(|r| r.id.to_string()));
-    keep.extend(parents.iter().map(|p| format!("parent:{}", p.model)));
-    records::prune_items(&session.dir.items(), &keep)?;
-
-    let spec = &session.spec;
-    let budget = opts.candidates.or(spec.budget.candidates);
-    let minutes = opts.minutes.or(spec.budget.minutes);
-    let deadline = minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
-    let map = session.model_map()?;
-    let mut scorer = Scorer::new(&spec.objectives, &spec.eval)?;
-    let counts = scorer.item_counts()?;
-    let total = counts.iter().sum();
-    let chunks = spec
-        .racing
-        .map(|r| racing::chunks(&racing::order(&counts, spec.seed), r.chunk));
-    let mut search = Search {
-        session,
-        rows,
-        raced,
-        failed,
-        mat: stage_cache(session, opts, map.clone())?,
-        scorer,
-        cache: ResponseCache::open(&session.dir.responses())?,
-        total,
-        chunks,
-        incumbent: None,
-    };
     let mut opt = session.load_optimizer()?;
     if !session.dir.state().exists() {
         session.save_optimizer(&opt)?;
@@ -569,46 +725,21 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
     }
     let mut start_tok: Option<PathBuf> = None;
     for reference in session.parents()? {
-        if parents.iter().any(|p| p.model == reference) {
+        if search.parents.iter().any(|p| p.model == reference) {
             continue;
         }
         bar.set_message(format!("scoring parent {reference}"));
-        let path = resolve_model(&reference, map.as_ref())?;
-        let tok: PathBuf = if path.join("tokenizer.json").is_file() {
-            path.clone()
-        } else {
-            if start_tok.is_none() {
-                let recipe = session.recipe(&session.genome.start)?;
-                start_tok = Some(
-                    search
-                        .mat
-                        .materialize(&recipe)?
-                        .output
-                        .tokenizer_dir
-                        .clone(),
-                );
-            }
-            start_tok.clone().unwrap_or_default()
-        };
-        let weights = hash_dir(&path)?;
-        let mut subject = Subject::new(
-            Source::Dir {
-                dir: &path,
-                tokenizer: &tok,
-            },
-            &weights,
-        );
-        let s = search.scorer.score_all(&mut subject, &mut search.cache)?;
-        let name = format!("parent:{reference}");
-        search.write_eval(&name, &s.items)?;
-        search.write_items(&name, &s.items)?;
-        let row = ParentRow {
-            model: reference,
-            scores: s.values,
-            fitness: s.fitness,
-        };
-        records::append_line(&ppath, &row.to_line())?;
-        parents.push(row);
+        let s = &mut search;
+        let items = score_parent(
+            session,
+            s.map.as_ref(),
+            &mut s.mat,
+            &mut s.scorer,
+            &mut s.cache,
+            &reference,
+            &mut start_tok,
+        )?;
+        search.record_parent(&reference, &items)?;
     }
 
     let stopped = loop {
@@ -620,26 +751,7 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         for (k, x) in xs.iter().enumerate() {
             let id = 1 + g * lambda + k as u64;
             let values = session.genome.from_unit(x);
-            let done = search
-                .rows
-                .iter()
-                .find(|r| r.id == id)
-                .map(|r| (&r.genes, r.fitness))
-                .or_else(|| {
-                    search
-                        .raced
-                        .iter()
-                        .find(|r| r.id == id)
-                        .map(|r| (&r.genes, r.told))
-                })
-                .or_else(|| {
-                    search
-                        .failed
-                        .iter()
-                        .find(|r| r.id == id)
-                        .map(|r| (&r.genes, r.told))
-                });
-            if let Some((recorded, value)) = done {
+            if let Some((recorded, value)) = search.told(id) {
                 if *recorded != values {
                     return Err(Error::Records {
                         path: cpath.clone(),
@@ -649,18 +761,8 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
                 fitness.push(value);
                 continue;
             }
-            if budget.is_some_and(|b| search.recorded() as u64 >= b) {
-                stop = Some(format!(
-                    "candidate budget of {} reached",
-                    budget.unwrap_or(0)
-                ));
-                break;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                stop = Some(format!(
-                    "time budget of {} minutes reached",
-                    minutes.unwrap_or(0.0)
-                ));
+            if let Some(why) = search.out_of_budget(0) {
+                stop = Some(why);
                 break;
             }
             bar.set_message(format!(
@@ -679,20 +781,7 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
         session.save_optimizer(&opt)?;
     };
     bar.finish_and_clear();
-    session.write_frontier(&search.rows)?;
-    let evals = read_evaluations(&session.dir)?;
-    Ok(Summary {
-        candidates: search.recorded(),
-        new: search.recorded() - before,
-        raced: search.raced.len(),
-        failed: search.failed.len(),
-        best: best_row(&search.rows).cloned(),
-        start: search.rows.iter().find(|r| r.id == 0).cloned(),
-        stopped,
-        spent: spent(&evals),
-        model_items: search.cache.misses,
-        cache_hits: search.cache.hits,
-    })
+    search.summary(before, stopped)
 }
 
 /// The materializer with its stage cache: `--cache-mem` in memory, then the disk cache.
@@ -723,14 +812,14 @@ pub fn read_raced(dir: &RunDir, genes: usize) -> Result<Vec<RacedRow>> {
     records::parse_rows(&dir.raced(), true, |l| RacedRow::parse(l, genes))
 }
 
-fn best_message(rows: &[CandidateRow]) -> String {
+pub(super) fn best_message(rows: &[CandidateRow]) -> String {
     rows.iter()
         .max_by(|a, b| a.fitness.total_cmp(&b.fitness))
         .map(|r| format!("best {:.4} (#{})", r.fitness, r.id))
         .unwrap_or_default()
 }
 
-fn progress_bar(show: bool, budget: Option<u64>, done: usize) -> indicatif::ProgressBar {
+pub(super) fn progress_bar(show: bool, budget: Option<u64>, done: usize) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }

@@ -47,6 +47,7 @@ const TOP_KEYS: &[&str] = &[
     "objectives",
     "eval",
     "racing",
+    "executor",
 ];
 const GENE_KEYS: &[&str] = &["name", "stage", "at", "range", "start"];
 const OBJECTIVE_KEYS: &[&str] = &["task", "name", "split", "metric", "weight", "limit"];
@@ -54,6 +55,15 @@ const OPTIMIZER_KEYS: &[&str] = &["name", "sigma"];
 const BUDGET_KEYS: &[&str] = &["candidates", "minutes"];
 const EVAL_KEYS: &[&str] = &["dtype", "device", "batch_size"];
 const RACING_KEYS: &[&str] = &["chunk", "confidence"];
+const EXECUTOR_KEYS: &[&str] = &[
+    "kind",
+    "partition",
+    "account",
+    "gres",
+    "time",
+    "max_jobs",
+    "sbatch_extra",
+];
 
 /// One gene: a number at one or more (tied) places of one stage's document.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +139,8 @@ pub struct SearchSpec {
     pub eval: EvalSettings,
     /// Paired racing (`None`: every candidate is scored on every item).
     pub racing: Option<RacingSpec>,
+    /// Where `--workers` run (local processes by default, or Slurm jobs).
+    pub executor: super::executor::ExecutorSpec,
 }
 
 struct Ctx<'a> {
@@ -379,6 +391,10 @@ impl SearchSpec {
                 })
             }
         };
+        let executor = match get(&top, "executor") {
+            None | Some(Value::Null) => super::executor::ExecutorSpec::Local,
+            Some(v) => executor_spec(&ctx, v)?,
+        };
         let population = if population == 0 {
             // cma's default: 4 + floor(3 ln n)
             4 + (3.0 * (genes.len().max(1) as f64).ln()).floor() as usize
@@ -400,7 +416,62 @@ impl SearchSpec {
             objectives,
             eval,
             racing,
+            executor,
         })
+    }
+}
+
+fn executor_spec(ctx: &Ctx, v: &Value) -> Result<super::executor::ExecutorSpec> {
+    use super::executor::{ExecutorSpec, SlurmSpec};
+    let e = ctx.keys("executor", v, EXECUTOR_KEYS)?;
+    let text = |key: &str| {
+        get(&e, key)
+            .map(|v| ctx.string(&format!("executor.{key}"), v))
+            .transpose()
+    };
+    let kind = text("kind")?.unwrap_or_else(|| "local".into());
+    match kind.as_str() {
+        "local" => {
+            if let Some(k) = EXECUTOR_KEYS[1..].iter().find(|k| get(&e, k).is_some()) {
+                return Err(ctx.err(&format!("executor.{k}"), "only for `kind: slurm`"));
+            }
+            Ok(ExecutorSpec::Local)
+        }
+        "slurm" => {
+            let max_jobs = get(&e, "max_jobs")
+                .map(|v| ctx.uint("executor.max_jobs", v))
+                .transpose()?
+                .unwrap_or(4);
+            if max_jobs == 0 {
+                return Err(ctx.err("executor.max_jobs", "must be at least 1"));
+            }
+            let sbatch_extra = match get(&e, "sbatch_extra") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Sequence(xs)) => xs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| ctx.string(&format!("executor.sbatch_extra[{i}]"), x))
+                    .collect::<Result<_>>()?,
+                Some(_) => {
+                    return Err(ctx.err(
+                        "executor.sbatch_extra",
+                        "a list of sbatch options, e.g. [\"--qos=low\", \"--mem=32G\"]",
+                    ))
+                }
+            };
+            Ok(ExecutorSpec::Slurm(SlurmSpec {
+                partition: text("partition")?,
+                account: text("account")?,
+                gres: text("gres")?,
+                time: text("time")?,
+                max_jobs: max_jobs as usize,
+                sbatch_extra,
+            }))
+        }
+        other => Err(ctx.err(
+            "executor.kind",
+            format!("unknown executor `{other}`; use `local` or `slurm`"),
+        )),
     }
 }
 

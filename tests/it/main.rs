@@ -64,6 +64,8 @@ mod search_evolve;
 mod search_racing;
 // Failed merges are recorded and skipped; merges.csv says which stages were merged.
 mod search_failed;
+// Workers: one reproduces the in-process records; kills of workers and coordinator; Slurm.
+mod search_workers;
 
 // The zoo: reproducible builds, the committed zoo, the training twin.
 mod zoo_build;
