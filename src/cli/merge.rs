@@ -15,11 +15,11 @@ use crate::merge::exec::{
 };
 use crate::merge::lock::{lock_path_beside, remove_temp_folders, temp_folders, DirLock};
 use crate::merge::run::{estimate_memory, write_folder, FolderFiles, RunOptions};
-use crate::merge::Compat;
 use crate::model::writer::parse_size;
 use crate::model::{ModelDir, ModelMap, WriteOptions};
 use crate::plan::{human_bytes, plan_recipe, PlannedStage, RecipeOptions, StageInput};
 use crate::recipe::Recipe;
+use crate::registry::Compat;
 
 /// The seed used when neither `--seed` nor the recipe's `seed:` gives one.
 pub const DEFAULT_SEED: u64 = 42;

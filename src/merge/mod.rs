@@ -12,5 +12,4 @@ pub mod sink;
 pub mod stream;
 mod tensor;
 
-pub use crate::registry::Compat;
-pub use methods::{lookup, MethodSpec, ParamSpec, Params, TensorJob};
+pub use methods::TensorJob;

@@ -315,7 +315,7 @@ pub fn estimate_memory(plan: &Plan, opts: &RunOptions, threads: usize) -> u64 {
     let selects = matches!(
         plan.method.kernel,
         super::methods::Kernel::TaskArithmetic(v)
-            if matches!(v.sparsifier, Some(ops::Sparsifier::Magnitude | ops::Sparsifier::MagnitudeOutliers))
+            if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers))
     );
     schedule(plan, block, threads, opts.max_memory, &streamable)
         .iter()

@@ -8,8 +8,8 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::spec::GeneSpec;
 use super::{Error, Result};
-use crate::merge::Compat;
 use crate::recipe::Recipe;
+use crate::registry::Compat;
 
 /// One step of a place path.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +276,7 @@ impl Genome {
             let method = self.base.docs[d]
                 .get("merge_method")
                 .and_then(Value::as_str)
-                .and_then(crate::merge::lookup);
+                .and_then(crate::registry::lookup);
             let Some(method) = method else { continue };
             for p in &g.at {
                 let last_key = parse_path(p).ok().and_then(|s| {

@@ -31,8 +31,8 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::racing::RacingSpec;
 use super::{Error, Result};
-use crate::merge::Compat;
 use crate::recipe::error::closest;
+use crate::registry::Compat;
 
 const TOP_KEYS: &[&str] = &[
     "recipe",

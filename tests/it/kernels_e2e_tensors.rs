@@ -8,8 +8,8 @@ use std::path::Path;
 
 use lamarck::merge::methods::{lookup, merge_tensor, ModelTensor, Params, TensorJob};
 use lamarck::merge::rng::RngKey;
-use lamarck::merge::Compat;
 use lamarck::model::DType;
+use lamarck::registry::Compat;
 use serde_yaml_ng::Value;
 
 use crate::support::tensors::{bf16_ulps, read_file, Tensors};

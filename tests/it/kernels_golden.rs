@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 
 use lamarck::merge::methods::{lookup, merge_tensor, ModelTensor, Params, TensorJob};
 use lamarck::merge::rng::RngKey;
-use lamarck::merge::Compat;
 use lamarck::model::DType;
+use lamarck::registry::Compat;
 use safetensors::SafeTensors;
 use serde_json::Value;
 

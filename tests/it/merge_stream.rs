@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use crate::support::merge::{write_model, Shape};
 use lamarck::merge::ops::CHUNK;
 use lamarck::merge::run::{run, MemorySink, RunOptions, TensorSource};
-use lamarck::merge::Compat;
 use lamarck::model::{Architecture, ModelDir};
 use lamarck::plan::{self, InputModel};
 use lamarck::recipe::Recipe;
+use lamarck::registry::Compat;
 
 /// Vocabulary 1200 × hidden 128 (2.3 chunks), MLP 640 × 128 (1.25 chunks).
 fn shape() -> Shape {

@@ -2,8 +2,8 @@
 //! references and order, parameters written directly on slices, precedence.
 use std::path::Path;
 
-use lamarck::merge::Compat;
 use lamarck::recipe::{Numeric, ParamValue, Recipe, TokenizerSource};
+use lamarck::registry::Compat;
 
 fn lamarck_recipe() -> Recipe {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("searches/lamarck-v0.3/recipe.yaml");

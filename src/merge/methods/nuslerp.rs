@@ -196,8 +196,8 @@ pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
 mod tests {
     use crate::merge::methods::{merge_tensor, merge_vectors, ModelTensor, Params, TensorJob};
     use crate::merge::rng::RngKey;
-    use crate::merge::Compat;
     use crate::model::DType;
+    use crate::registry::Compat;
 
     fn w(w: f64) -> Params {
         Params::from([("weight".to_string(), w)])

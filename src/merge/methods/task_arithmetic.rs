@@ -82,9 +82,9 @@ use rayon::prelude::*;
 
 use super::{Error, TensorJob};
 use crate::merge::ops::{self, Rescale, SparsifyArgs, CHUNK};
-use crate::merge::Compat;
 use crate::registry::task_arithmetic::bool_value;
 pub use crate::registry::task_arithmetic::*;
+use crate::registry::Compat;
 use crate::registry::Sparsifier::{DellaMagprune, Random};
 
 /// Resolved parameters of one tensor: `normalize`, `lambda`, and per model (config order)

@@ -74,7 +74,7 @@ pub fn l2_norm(xs: &[f32]) -> f64 {
     sum_f64(xs, |x| x as f64 * x as f64).sqrt()
 }
 
-pub use crate::registry::Sparsifier;
+use crate::registry::Sparsifier;
 
 /// What happens to the kept values after masking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

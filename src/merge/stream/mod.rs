@@ -25,11 +25,11 @@ use rayon::prelude::*;
 mod task_arithmetic;
 
 use super::methods::{slerp, Kernel, MethodSpec, Params};
-use super::ops::{Sparsifier, CHUNK};
+use super::ops::CHUNK;
 use super::rng::RngKey;
 use super::run::{Error, Result};
-use super::Compat;
 use crate::model::DType;
+use crate::registry::{Compat, Sparsifier};
 use task_arithmetic::{apply_gta, prepare_gta, Gta};
 
 /// Reads elements `range` of one input, as f32 values already rounded to the compute dtype.
