@@ -161,14 +161,15 @@ impl StageStore for MemoryStore<'_> {
             },
             tensors: Held::Memory(sink),
         });
-        self.cache.store(out.clone()).map_err(|e| match e {
+        // The cache's copy: the mapped file if it spilled at once, so the merged buffer is
+        // freed now rather than kept alive until the last stage reading it has run.
+        self.cache.store(out).map_err(|e| match e {
             Error::Io { path, source } => MergeError::Io { path, source },
             e => MergeError::Model(crate::model::Error::Invalid {
                 path: PathBuf::from("<stage cache>"),
                 message: format!("stage `{}`: {e}", plan.stage),
             }),
-        })?;
-        Ok(out)
+        })
     }
 }
 

@@ -395,19 +395,31 @@ impl StageCache {
         }
     }
 
-    /// Keep a freshly merged output (in memory), then evict to fit the budgets.
-    pub fn store(&mut self, out: Arc<StageOutput>) -> Result<()> {
+    /// Keep a freshly merged output (in memory), then evict to fit the budgets. Returns the
+    /// output as the cache now holds it (the mapped file when it spilled at once), so the
+    /// caller can drop the in-memory copy instead of keeping it alive for later stages.
+    pub fn store(&mut self, out: Arc<StageOutput>) -> Result<Arc<StageOutput>> {
         self.tick += 1;
         if self.entries.iter().any(|e| e.key == out.key) {
-            return Ok(());
+            return Ok(out);
         }
+        let key = out.key.clone();
         self.entries.push(Entry {
-            key: out.key.clone(),
+            key: key.clone(),
             bytes: out.bytes,
             tick: self.tick,
-            slot: Slot::Memory(out),
+            slot: Slot::Memory(out.clone()),
         });
-        self.enforce()
+        self.enforce()?;
+        Ok(self
+            .entries
+            .iter()
+            .find(|e| e.key == key)
+            .and_then(|e| match &e.slot {
+                Slot::Memory(o) => Some(o.clone()),
+                Slot::Disk { mapped, .. } => mapped.clone(),
+            })
+            .unwrap_or(out))
     }
 
     fn enforce(&mut self) -> Result<()> {
