@@ -429,6 +429,7 @@ mod tests {
             claimed_at: 1.0,
             finished_at: 2.5,
             result: Err("boom".into()),
+            refused: false,
         };
         let c = q.claim("w").unwrap().unwrap();
         q.finish(&c, &outcome).unwrap();

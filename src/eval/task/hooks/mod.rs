@@ -11,6 +11,7 @@
 //! may appear under.
 pub mod gpirt;
 pub mod hellaswag;
+pub mod ifeval;
 pub mod truthfulqa;
 pub mod winogrande;
 
@@ -138,6 +139,11 @@ pub const HOOKS: &[HookDef] = &[
         name: "utils_truthfulqa.process_results_mc2",
         hook: Hook::ProcessResults(truthfulqa::process_results_mc2),
         doc: "truthfulqa mc2: normalised probability mass of the true answers",
+    },
+    HookDef {
+        name: "utils.process_results",
+        hook: Hook::ProcessResults(ifeval::process_results),
+        doc: "IFEval: lm-eval's 25 instruction checkers, strict and loose verdicts",
     },
     HookDef {
         name: "agg_functions.agg_gpirt_arc",
