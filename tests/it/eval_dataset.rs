@@ -433,12 +433,9 @@ fn lamarck_v0_3_search_dry_run_finds_its_tasks_in_the_hub_cache() {
         "{}",
         r.stdout
     );
-    // IFEval is ready once its checkers (`process_results`) are built in; until then the
-    // only thing missing may be that hook, never the data
-    let ifeval = line("ifeval");
+    // IFEval's checkers are built in (`utils.process_results`)
     assert!(
-        ifeval.ends_with("split `train[:270]`, 100 item(s)")
-            || (ifeval.contains("NOT READY") && ifeval.contains("!function")),
+        line("ifeval").ends_with("split `train[:270]`, 100 item(s)"),
         "{}",
         r.stdout
     );

@@ -170,7 +170,7 @@ fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     c.spawn().unwrap()
 }
 
-fn finish(mut child: Child) {
+fn finish(child: Child) {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
