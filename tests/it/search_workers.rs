@@ -337,11 +337,19 @@ fn slurm_two_workers_one_job_cancelled_mid_candidate_lose_nothing() {
     assert!(cancelled.success());
     finish(child);
     same_candidates(&run, &reference, budget);
-    // the coordinator cancelled its jobs on exit
-    let q = Command::new("squeue")
-        .args(["-h", "-o", "%j"])
-        .output()
-        .unwrap();
-    let left = String::from_utf8_lossy(&q.stdout).into_owned();
+    // the coordinator cancelled its jobs on exit (a cancelled job may still show while
+    // Slurm completes it: wait for that, up to 60 s)
+    let mut left = String::new();
+    for _ in 0..60 {
+        let q = Command::new("squeue")
+            .args(["-h", "-o", "%j %T"])
+            .output()
+            .unwrap();
+        left = String::from_utf8_lossy(&q.stdout).into_owned();
+        if !left.contains("lamarck-s") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
     assert!(!left.contains("lamarck-s"), "jobs left: {left}");
 }
