@@ -37,6 +37,7 @@ pub mod records;
 pub mod report;
 pub mod run;
 pub mod score;
+pub mod session;
 pub mod spec;
 pub mod stage_cache;
 pub mod steady;
