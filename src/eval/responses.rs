@@ -15,11 +15,11 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::run::{
-    aggregate_records, choice_metrics, filter_pipelines, generation_metrics, gold_index,
-    ItemRecord, TaskResult,
+    aggregate_records, choice_metrics, filter_pipelines, generation_metrics, generation_target,
+    gold_index, ItemRecord, TaskResult,
 };
 use super::score::cut_at_stops;
-use super::task::template::{Target, Templates};
+use super::task::template::Templates;
 use super::task::{data, OutputType, TaskSpec};
 use super::{Error, Result};
 
@@ -225,18 +225,7 @@ pub fn score_task(
                     .as_deref()
                     .ok_or_else(|| line_err(r, "a generation task needs `generated`".into()))?;
                 let text = cut_at_stops(text, until);
-                let target =
-                    match templates.target(&task.doc_to_target, doc, r.doc_id, has_choices)? {
-                        Target::Text(t) => t,
-                        Target::Index(idx) => match &task.doc_to_choice {
-                            Some(spec) => templates
-                                .choices(spec, doc, r.doc_id)?
-                                .get(idx)
-                                .cloned()
-                                .unwrap_or_default(),
-                            None => idx.to_string(),
-                        },
-                    };
+                let target = generation_target(task, &templates, doc, r.doc_id, has_choices)?;
                 let (filters, names) = filter_pipelines(task);
                 order = names;
                 let (metrics, sub_scores) =

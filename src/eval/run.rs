@@ -267,6 +267,29 @@ pub(crate) fn filter_pipelines(task: &TaskSpec) -> (Vec<(String, Vec<FilterStep>
     (filters, order)
 }
 
+/// A generated document's target text: `doc_to_target`, or the choice it indexes.
+pub(crate) fn generation_target(
+    task: &TaskSpec,
+    templates: &Templates,
+    doc: &Value,
+    doc_id: usize,
+    has_choices: bool,
+) -> Result<String> {
+    Ok(
+        match templates.target(&task.doc_to_target, doc, doc_id, has_choices)? {
+            Target::Text(t) => t,
+            Target::Index(idx) => match &task.doc_to_choice {
+                Some(spec) => templates
+                    .choices(spec, doc, doc_id)?
+                    .get(idx)
+                    .cloned()
+                    .unwrap_or_default(),
+                None => idx.to_string(),
+            },
+        },
+    )
+}
+
 /// Metrics of one item and their per-sub-item values.
 pub(crate) type ItemMetrics = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
 
@@ -427,17 +450,7 @@ fn generate(
     let mut targets = Vec::with_capacity(docs.len());
     let mut inputs = Vec::with_capacity(docs.len());
     for (i, doc) in docs.iter().enumerate() {
-        let target = match templates.target(&task.doc_to_target, doc, doc_ids[i], has_choices)? {
-            Target::Text(t) => t,
-            Target::Index(idx) => match &task.doc_to_choice {
-                Some(spec) => templates
-                    .choices(spec, doc, doc_ids[i])?
-                    .get(idx)
-                    .cloned()
-                    .unwrap_or_default(),
-                None => idx.to_string(),
-            },
-        };
+        let target = generation_target(task, templates, doc, doc_ids[i], has_choices)?;
         targets.push(target);
         let mut ids = tok.encode(&prompts[i])?;
         let room = lm.max_length().saturating_sub(max_gen_toks).max(1);
