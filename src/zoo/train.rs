@@ -17,6 +17,8 @@ use super::Result;
 pub struct Phase {
     /// Also the label of the phase's data stream.
     pub name: String,
+    /// Each row's skill is drawn uniformly from this list (a skill listed twice is drawn
+    /// twice as often).
     pub skills: Vec<Skill>,
     pub steps: usize,
     pub batch_size: usize,
@@ -32,6 +34,13 @@ pub struct Phase {
     /// Pre-training style: loss on every token of the item (raw text). Otherwise
     /// instruction style: loss on the answer and its newline only.
     pub loss_on_prompt: bool,
+    /// Replay rows learn the parent's next-token distribution (teacher-forced on the
+    /// item) instead of the item's answer: "Learning without Forgetting" (Li & Hoiem,
+    /// 2016, arXiv:1606.09282). A replay row then only holds the specialist where its
+    /// parent was, rather than teaching it the other skills again (ground-truth replay on
+    /// a parent that has not learnt them gives every specialist the same update).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay_distill: bool,
 }
 
 impl Phase {
@@ -46,40 +55,52 @@ impl Phase {
     }
 }
 
-/// A padded batch: inputs, next-token targets and a 0/1 loss mask, all `[batch, len]`.
+/// A padded batch: inputs, next-token targets and 0/1 loss masks, all `[batch, len]`:
+/// `mask` for positions scored against the target, `soft_mask` for replay positions scored
+/// against the teacher (all zero unless the phase distills its replay).
 struct Batch {
     inputs: Tensor,
     targets: Tensor,
     mask: Tensor,
+    soft_mask: Tensor,
 }
 
 fn next_batch(phase: &Phase, stream: &mut TrainStream, tokenizer: &Tokenizer) -> Result<Batch> {
     // Each row: token ids and, per id, whether predicting it counts in the loss.
-    let mut rows: Vec<(Vec<u32>, Vec<bool>)> = Vec::with_capacity(phase.batch_size);
+    let mut rows: Vec<(Vec<u32>, Vec<bool>, bool)> = Vec::with_capacity(phase.batch_size);
     for _ in 0..phase.batch_size {
         let (mut ids, mut scored) = (Vec::new(), Vec::new());
-        let (_, item) = stream.next_item();
+        let (skill, item) = stream.next_item();
+        let soft = phase.replay_distill && phase.replay_skills.contains(&skill);
         let p = encode(tokenizer, &item.prompt)?;
         let a = encode(tokenizer, &format!("{}\n", item.answer))?;
         scored.extend(std::iter::repeat_n(phase.loss_on_prompt, p.len()));
         scored.extend(std::iter::repeat_n(true, a.len()));
         ids.extend(p);
         ids.extend(a);
-        rows.push((ids, scored));
+        rows.push((ids, scored, soft));
     }
-    let len = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(2) - 1;
+    let len = rows.iter().map(|(ids, _, _)| ids.len()).max().unwrap_or(2) - 1;
     let pad = endoftext_id();
-    let (mut inputs, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-    for (ids, scored) in &rows {
+    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+    let (mut mask, mut soft_mask) = (Vec::new(), Vec::new());
+    for (ids, scored, soft) in &rows {
         for p in 0..len {
             inputs.push(ids.get(p).copied().unwrap_or(pad));
             targets.push(ids.get(p + 1).copied().unwrap_or(pad));
             // The first token of a row is never predicted.
-            mask.push(if p + 1 < ids.len() && scored[p + 1] {
+            let counted = if p + 1 < ids.len() && scored[p + 1] {
                 1f32
             } else {
                 0f32
-            });
+            };
+            let (hard, soft) = if *soft {
+                (0.0, counted)
+            } else {
+                (counted, 0.0)
+            };
+            mask.push(hard);
+            soft_mask.push(soft);
         }
     }
     let n = rows.len();
@@ -87,17 +108,25 @@ fn next_batch(phase: &Phase, stream: &mut TrainStream, tokenizer: &Tokenizer) ->
         inputs: Tensor::from_vec(inputs, (n, len), &Device::Cpu)?,
         targets: Tensor::from_vec(targets, (n, len), &Device::Cpu)?,
         mask: Tensor::from_vec(mask, (n, len), &Device::Cpu)?,
+        soft_mask: Tensor::from_vec(soft_mask, (n, len), &Device::Cpu)?,
     })
 }
 
-/// Mean negative log-likelihood of the masked targets.
-fn masked_loss(twin: &Twin, batch: &Batch) -> Result<Tensor> {
+/// Mean negative log-likelihood of the masked targets; with a teacher, replay positions
+/// count the cross-entropy against the teacher's next-token distribution instead.
+fn masked_loss(twin: &Twin, batch: &Batch, teacher: Option<&Twin>) -> Result<Tensor> {
     let logits = twin.forward(&batch.inputs)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let picked = logp.gather(&batch.targets.unsqueeze(2)?, 2)?.squeeze(2)?;
-    let total = (picked * &batch.mask)?.sum_all()?;
-    let count = batch.mask.sum_all()?.to_dtype(DType::F32)?;
-    Ok(total.neg()?.broadcast_div(&count)?)
+    let mut total = (picked * &batch.mask)?.sum_all()?;
+    let mut count = batch.mask.sum_all()?;
+    if let Some(teacher) = teacher {
+        let p = candle_nn::ops::softmax(&teacher.forward(&batch.inputs)?.detach(), D::Minus1)?;
+        let soft = (p * &logp)?.sum(D::Minus1)?;
+        total = (total + (soft * &batch.soft_mask)?.sum_all()?)?;
+        count = (count + batch.soft_mask.sum_all()?)?;
+    }
+    Ok(total.neg()?.broadcast_div(&count.to_dtype(DType::F32)?)?)
 }
 
 /// Run `phase` on `params` in place; returns the mean loss of the last 10% of steps.
@@ -109,8 +138,10 @@ pub fn train(
     splits: &EvalSplits,
     tokenizer: &Tokenizer,
     progress: &ProgressBar,
+    teacher: Option<&Twin>,
 ) -> Result<f32> {
     let twin = Twin::new(shape, params)?;
+    let teacher = teacher.filter(|_| phase.replay_distill && phase.replay_fraction > 0.0);
     let mut stream = TrainStream::for_phase(seed, phase, splits);
     let opt_params = ParamsAdamW {
         lr: phase.lr_at(0),
@@ -125,7 +156,7 @@ pub fn train(
     for step in 0..phase.steps {
         opt.set_learning_rate(phase.lr_at(step));
         let batch = next_batch(phase, &mut stream, tokenizer)?;
-        let loss = masked_loss(&twin, &batch)?;
+        let loss = masked_loss(&twin, &batch, teacher)?;
         opt.backward_step(&loss)?;
         let value = loss.to_scalar::<f32>()?;
         if step >= tail_start {
