@@ -168,3 +168,73 @@ pub fn train(
     }
     Ok(tail_sum / tail_n.max(1) as f32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zoo::skills::EvalSplits;
+    use crate::zoo::twin::{Params, Twin};
+    use crate::zoo::{tokenizer, ZooRecipe};
+
+    /// Largest absolute gradient of `loss` over every weight.
+    fn max_grad(loss: &Tensor, params: &Params) -> f32 {
+        let grads = loss.backward().unwrap();
+        params
+            .vars
+            .values()
+            .filter_map(|v| grads.get(v.as_tensor()))
+            .map(|g| {
+                g.abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            })
+            .fold(0.0, f32::max)
+    }
+
+    /// Distilled replay holds a model where its parent is: on replay rows, a student equal to
+    /// its teacher gets (up to rounding) no gradient, while the same rows scored against
+    /// their answers (ground-truth replay) pull it toward the replayed skills.
+    #[test]
+    fn distilled_replay_rows_do_not_move_a_model_equal_to_its_teacher() {
+        let recipe = ZooRecipe::standard(1, 0.01);
+        let (skill, spec) = recipe.specialists[0].clone();
+        let phase = Phase {
+            replay_fraction: 1.0,
+            ..spec
+        };
+        let splits = EvalSplits::generate(1, 8, 8);
+        let tok = tokenizer::build().unwrap();
+        let params = Params::init(&recipe.shape, 1).unwrap();
+        let twin = Twin::new(&recipe.shape, &params).unwrap();
+        let teacher_params = Params::from_tensors(&params.snapshot().unwrap()).unwrap();
+        let teacher = Twin::new(&recipe.shape, &teacher_params).unwrap();
+        let mut stream = TrainStream::for_phase(1, &phase, &splits);
+        let batch = next_batch(&phase, &mut stream, &tok).unwrap();
+        // Every row is a replay row of another skill.
+        assert!(phase.replay_skills.iter().all(|s| *s != skill));
+        assert_eq!(
+            batch.mask.sum_all().unwrap().to_scalar::<f32>().unwrap(),
+            0.0
+        );
+
+        let distilled = max_grad(
+            &masked_loss(&twin, &batch, Some(&teacher)).unwrap(),
+            &params,
+        );
+        let hard = Batch {
+            inputs: batch.inputs.clone(),
+            targets: batch.targets.clone(),
+            mask: batch.soft_mask.clone(),
+            soft_mask: batch.mask.clone(),
+        };
+        let ground_truth = max_grad(&masked_loss(&twin, &hard, None).unwrap(), &params);
+        assert!(distilled < 1e-6, "distilled replay gradient {distilled}");
+        assert!(
+            ground_truth > 1e-3,
+            "ground-truth replay gradient {ground_truth}"
+        );
+    }
+}
