@@ -506,6 +506,18 @@ mod tests {
     }
 
     #[test]
+    fn fractions_have_a_domain_and_weights_do_not() {
+        let ties = lookup("ties").unwrap().params(Compat::Mergekit);
+        let get = |n: &str| *ties.iter().find(|p| p.name == n).unwrap();
+        let m = get("density").out_of_domain(1.5).unwrap();
+        assert!(m.contains("[0, 1]") && m.contains("got 1.5"), "{m}");
+        assert!(get("density").out_of_domain(1.0).is_none());
+        assert!(get("density").out_of_domain(0.0).is_none());
+        // weights may leave the search's range, as in mergekit
+        assert!(get("weight").out_of_domain(100.0).is_none());
+    }
+
+    #[test]
     fn input_counts_are_checked() {
         let slerp = lookup("slerp").unwrap();
         assert!(slerp.check_inputs(1, true).is_ok());
