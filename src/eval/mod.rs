@@ -15,12 +15,16 @@
 //! - [`requests`]: lm-eval's log-likelihood requests (context/continuation split, batching).
 //! - [`task`]: the lm-eval task YAML subset, its data files and Jinja templates.
 //! - [`run`]: one task × one model → metrics and per-item records.
+//! - [`prompt`]: few-shot examples (fixed seed) and the chat template.
+//! - [`item`]: one document's metrics (live runs and saved responses share it).
 //! - [`responses`]: saved generations or log-likelihoods → the same metrics, no model.
 //! - [`score`]: acc / acc_norm / exact_match, filters, mean ± standard error.
 pub mod config;
 pub mod error;
 pub mod ifeval;
+pub mod item;
 pub mod lm;
+pub mod prompt;
 pub mod qwen;
 pub mod requests;
 pub mod responses;

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::run::{
-    aggregate_records, choice_metrics, filter_pipelines, generation_metrics, generation_target,
-    gold_index, ItemRecord, TaskResult,
+use super::item::{
+    choice_metrics, filter_pipelines, generation_metrics, generation_target, gold_index,
 };
+use super::run::{aggregate_records, ItemRecord, TaskResult};
 use super::score::cut_at_stops;
 use super::task::template::Templates;
 use super::task::{data, OutputType, TaskSpec};

@@ -6,21 +6,19 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::lm::Qwen2Lm;
-use super::requests::loglikelihoods;
-use super::score::{
-    acc_norm_prediction, aggregate, aggregation_context, apply_filters, argmax, cut_at_stops,
-    exact_match, process_results,
+use super::item::{
+    choice_metrics, filter_pipelines, generation_metrics, generation_target, gold_index,
 };
-use super::task::hooks::{Results, Score};
+use super::lm::Qwen2Lm;
+use super::prompt::{apply_chat_template, FewshotSource, FEWSHOT_SEED};
+use super::requests::loglikelihoods;
+use super::score::{aggregate, aggregation_context, cut_at_stops};
+use super::task::hooks::Score;
 use super::task::template::{Input, Target, Templates};
-use super::task::{data, FilterStep, OutputType, TaskSpec};
+use super::task::{data, OutputType, TaskSpec};
 use super::tokenizer::TextTokenizer;
 use super::{Error, Result};
 use crate::model::splitmix::SplitMix64;
-
-/// Seed of the few-shot sampler (lm-eval's default `fewshot_seed`).
-pub const FEWSHOT_SEED: u64 = 1234;
 
 /// How to run a task.
 #[derive(Debug, Clone)]
@@ -201,28 +199,6 @@ pub fn evaluate_task_items(
     ))
 }
 
-pub(crate) fn gold_index(
-    target: &Target,
-    choices: &[String],
-    task: &TaskSpec,
-    doc_id: usize,
-) -> Result<usize> {
-    let idx = match target {
-        Target::Index(i) => Some(*i),
-        Target::Text(t) => choices.iter().position(|c| c == t),
-    };
-    idx.filter(|&i| i < choices.len())
-        .ok_or_else(|| Error::Template {
-            task: task.name.clone(),
-            doc_id,
-            key: "doc_to_target".into(),
-            message: format!(
-                "target {target:?} is not one of the {} choices {choices:?}",
-                choices.len()
-            ),
-        })
-}
-
 /// Every metric of `order` over the items: the task's aggregation (its hook, e.g. gp-IRT or
 /// IFEval's instruction level, else the mean) and its standard error.
 pub(crate) fn aggregate_records(
@@ -244,109 +220,6 @@ pub(crate) fn aggregate_records(
         metrics.insert(name.clone(), MetricValue { value, stderr });
     }
     Ok(metrics)
-}
-
-/// A generation task's filter pipelines (`(",name", steps)`; one unnamed empty pipeline when
-/// the task has none) and the metric names they make (`exact_match,strict-match`, ...), in
-/// order.
-pub(crate) fn filter_pipelines(task: &TaskSpec) -> (Vec<(String, Vec<FilterStep>)>, Vec<String>) {
-    let filters: Vec<(String, Vec<FilterStep>)> = if task.filters.is_empty() {
-        vec![(String::new(), Vec::new())]
-    } else {
-        task.filters
-            .iter()
-            .map(|f| (format!(",{}", f.name), f.steps.clone()))
-            .collect()
-    };
-    let mut order = Vec::new();
-    for m in &task.metrics {
-        for (suffix, _) in &filters {
-            order.push(format!("{}{suffix}", m.name));
-        }
-    }
-    (filters, order)
-}
-
-/// A generated document's target text: `doc_to_target`, or the choice it indexes.
-pub(crate) fn generation_target(
-    task: &TaskSpec,
-    templates: &Templates,
-    doc: &Value,
-    doc_id: usize,
-    has_choices: bool,
-) -> Result<String> {
-    Ok(
-        match templates.target(&task.doc_to_target, doc, doc_id, has_choices)? {
-            Target::Text(t) => t,
-            Target::Index(idx) => match &task.doc_to_choice {
-                Some(spec) => templates
-                    .choices(spec, doc, doc_id)?
-                    .get(idx)
-                    .cloned()
-                    .unwrap_or_default(),
-                None => idx.to_string(),
-            },
-        },
-    )
-}
-
-/// Metrics of one item and their per-sub-item values.
-pub(crate) type ItemMetrics = (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>);
-
-/// One multiple-choice document's metrics from its choices' log-likelihoods: the task's
-/// `process_results` hook when it names one, else `acc` / `acc_norm` against `gold`. The
-/// one rule for live runs and for saved responses (`--responses`).
-pub(crate) fn choice_metrics(
-    task: &TaskSpec,
-    order: &[String],
-    doc: &Value,
-    doc_id: usize,
-    choices: &[String],
-    gold: usize,
-    ll: &[f64],
-) -> Result<ItemMetrics> {
-    if let Some(name) = &task.process_results {
-        return process_results(task, name, order, doc, doc_id, Results::Loglikelihoods(ll));
-    }
-    let mut metrics = BTreeMap::new();
-    for name in order {
-        // acc_norm divides by the length of each choice (the contexts, for multiple
-        // input: lm-eval's `len(doc_to_choice(doc)[i])`).
-        let pred = if name == "acc_norm" {
-            acc_norm_prediction(ll, choices)
-        } else {
-            argmax(ll)
-        };
-        metrics.insert(name.clone(), if pred == gold { 1.0 } else { 0.0 });
-    }
-    Ok((metrics, BTreeMap::new()))
-}
-
-/// One generated document's metrics: the task's `process_results` hook when it names one
-/// (IFEval), else each metric after each filter pipeline (`exact_match,strict-match`, ...).
-pub(crate) fn generation_metrics(
-    task: &TaskSpec,
-    order: &[String],
-    filters: &[(String, Vec<FilterStep>)],
-    doc: &Value,
-    doc_id: usize,
-    target: &str,
-    text: &str,
-) -> Result<ItemMetrics> {
-    if let Some(name) = &task.process_results {
-        return process_results(task, name, order, doc, doc_id, Results::Generation(text));
-    }
-    let mut metrics = BTreeMap::new();
-    for m in &task.metrics {
-        for (suffix, steps) in filters {
-            let filtered = apply_filters(steps, text)?;
-            metrics.insert(
-                format!("{}{suffix}", m.name),
-                exact_match(&m.exact_match, &filtered, target)?,
-            );
-        }
-    }
-    Ok((metrics, BTreeMap::new()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -524,145 +397,4 @@ fn progress(len: u64, task: &str) -> indicatif::ProgressBar {
     }
     bar.set_message(task.to_string());
     bar
-}
-
-/// One user turn through the tokenizer's chat template, with the generation prompt.
-pub fn apply_chat_template(tok: &TextTokenizer, content: &str) -> Result<String> {
-    let template = tok.chat_template.as_ref().ok_or_else(|| {
-        Error::Invalid("--apply-chat-template: tokenizer_config.json has no chat_template".into())
-    })?;
-    let mut env = minijinja::Environment::new();
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        },
-    );
-    let eos = match tok.eos_id {
-        Some(id) => tok.decode(&[id], false)?,
-        None => String::new(),
-    };
-    env.render_str(
-        template,
-        minijinja::context! {
-            messages => vec![minijinja::context! { role => "user", content => content }],
-            add_generation_prompt => true,
-            bos_token => tok.bos_token.clone().unwrap_or_default(),
-            eos_token => eos,
-        },
-    )
-    .map_err(|e| Error::Invalid(format!("chat template: {e:#}")))
-}
-
-/// Few-shot examples: drawn without replacement from the task's few-shot split with a
-/// fixed seed, skipping the document being evaluated (as lm-eval does when the few-shot
-/// and evaluation splits are the same). The RNG is lamarck's own, so the examples drawn
-/// are reproducible but not the ones Python's `random.Random(1234)` would pick.
-struct FewshotSource {
-    examples: Vec<(Value, String)>,
-    same_split: bool,
-}
-
-impl FewshotSource {
-    fn new(task: &TaskSpec, eval_split: &str, templates: &Templates) -> Result<FewshotSource> {
-        if task.num_fewshot == 0 {
-            return Ok(FewshotSource {
-                examples: Vec::new(),
-                same_split: false,
-            });
-        }
-        let split = task.fewshot_source().ok_or_else(|| Error::Task {
-            path: task.file.clone(),
-            key: "num_fewshot".into(),
-            message: "few-shot examples need a fewshot_split (or training/validation split)".into(),
-        })?;
-        let docs = task.process_docs(data::load_split(task, &split)?)?;
-        let mut examples = Vec::with_capacity(docs.len());
-        for (i, doc) in docs.into_iter().enumerate() {
-            // Multiple input: the example's question is its gold context (lm-eval's
-            // `q = c[q]`).
-            let text =
-                match templates.input(&task.doc_to_text, &doc, i, "doc_to_text (few-shot)")? {
-                    Input::Text(t) => t,
-                    Input::Choice(gold) => {
-                        let spec = task.doc_to_choice.as_ref().ok_or_else(|| Error::Task {
-                            path: task.file.clone(),
-                            key: "doc_to_choice".into(),
-                            message: "doc_to_text gives an index: the task needs doc_to_choice"
-                                .into(),
-                        })?;
-                        let choices = templates.choices(spec, &doc, i)?;
-                        let g = gold_index(&Target::Index(gold), &choices, task, i)?;
-                        choices[g].clone()
-                    }
-                };
-            let target =
-                templates.target(&task.doc_to_target, &doc, i, task.doc_to_choice.is_some())?;
-            let target = match (target, &task.doc_to_choice) {
-                (Target::Index(idx), Some(spec)) => {
-                    let choices = templates.choices(spec, &doc, i)?;
-                    gold_index(&Target::Index(idx), &choices, task, i)
-                        .map(|g| choices[g].clone())?
-                }
-                (Target::Index(idx), None) => idx.to_string(),
-                (Target::Text(t), _) => t,
-            };
-            let shot = format!("{text}{}{target}", task.target_delimiter);
-            examples.push((doc, shot));
-        }
-        if examples.len() < task.num_fewshot {
-            return Err(Error::Task {
-                path: task.file.clone(),
-                key: "num_fewshot".into(),
-                message: format!(
-                    "{} few-shot examples asked, split `{split}` has {}",
-                    task.num_fewshot,
-                    examples.len()
-                ),
-            });
-        }
-        Ok(FewshotSource {
-            examples,
-            same_split: split == eval_split,
-        })
-    }
-
-    fn context(&self, task: &TaskSpec, doc: &Value, rng: &mut SplitMix64) -> Result<String> {
-        if task.num_fewshot == 0 {
-            return Ok(String::new());
-        }
-        let n = task.num_fewshot + usize::from(self.same_split);
-        let n = n.min(self.examples.len());
-        let picked = if task.fewshot_first_n {
-            (0..n).collect()
-        } else {
-            sample(rng, self.examples.len(), n)
-        };
-        let shots: Vec<&str> = picked
-            .into_iter()
-            .filter(|&i| !(self.same_split && &self.examples[i].0 == doc))
-            .take(task.num_fewshot)
-            .map(|i| self.examples[i].1.as_str())
-            .collect();
-        Ok(format!(
-            "{}{}",
-            shots.join(&task.fewshot_delimiter),
-            task.fewshot_delimiter
-        ))
-    }
-}
-
-/// `k` distinct indices below `n` (partial Fisher–Yates), drawn from the crate's one
-/// SplitMix64 (few-shot sampling).
-fn sample(rng: &mut SplitMix64, n: usize, k: usize) -> Vec<usize> {
-    let mut pool: Vec<usize> = (0..n).collect();
-    for i in 0..k {
-        let j = i + (rng.next_u64() % (n - i) as u64) as usize;
-        pool.swap(i, j);
-    }
-    pool.truncate(k);
-    pool
 }

@@ -21,6 +21,9 @@ use serde_json::{json, Map, Value};
 
 use super::hf_dir::{INDEX_FILE, SINGLE_FILE};
 use super::safetensors::dtype_code;
+/// The conversion lives beside its inverse (`safetensors::bytes_to_f32`); writers import it
+/// from here.
+pub use super::safetensors::f32_to_bytes;
 use super::stream_writer::{sort_for_shard, Announced, Streaming};
 use super::{DType, Error, Result};
 
@@ -467,57 +470,6 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Convert f32 values to `dtype` little-endian bytes (round to nearest even).
-///
-/// The element loops run inside `half`/`bytemuck` (built optimised even in dev builds);
-/// large tensors are converted in parallel blocks (same bytes for any thread count).
-pub fn f32_to_bytes(data: &[f32], dtype: DType) -> Vec<u8> {
-    use rayon::prelude::*;
-    const BLOCK: usize = 1 << 18; // elements
-    if data.len() <= BLOCK || dtype == DType::F32 {
-        return f32_to_bytes_serial(data, dtype);
-    }
-    let mut out = vec![0u8; data.len() * dtype.size()];
-    out.par_chunks_mut(BLOCK * dtype.size())
-        .zip(data.par_chunks(BLOCK))
-        .for_each(|(o, d)| o.copy_from_slice(&f32_to_bytes_serial(d, dtype)));
-    out
-}
-
-fn f32_to_bytes_serial(data: &[f32], dtype: DType) -> Vec<u8> {
-    use half::slice::HalfFloatSliceExt;
-    if cfg!(target_endian = "big") {
-        return f32_to_bytes_portable(data, dtype);
-    }
-    match dtype {
-        DType::F32 => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
-        DType::BF16 => {
-            let mut halves = vec![half::bf16::ZERO; data.len()];
-            halves.as_mut_slice().convert_from_f32_slice(data);
-            bytemuck::cast_slice::<half::bf16, u8>(&halves).to_vec()
-        }
-        DType::F16 => {
-            let mut halves = vec![half::f16::ZERO; data.len()];
-            halves.as_mut_slice().convert_from_f32_slice(data);
-            bytemuck::cast_slice::<half::f16, u8>(&halves).to_vec()
-        }
-    }
-}
-
-fn f32_to_bytes_portable(data: &[f32], dtype: DType) -> Vec<u8> {
-    match dtype {
-        DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::BF16 => data
-            .iter()
-            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-            .collect(),
-        DType::F16 => data
-            .iter()
-            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-            .collect(),
-    }
-}
-
 /// Parse a shard size for `--shard-size`: a number of bytes with an optional suffix,
 /// case-insensitive and decimal as in mergekit: `K` = ×1e3, `M` = ×1e6, `G` = ×1e9 (a
 /// trailing `B` is allowed: `5GB`), and mergekit's own `B` alone = ×1e9 ("billion":
@@ -568,35 +520,5 @@ mod tests {
         assert!(parse_size("5T").is_err());
         assert!(parse_size("G").is_err());
         assert!(parse_size("").is_err());
-    }
-
-    #[test]
-    fn conversion_is_the_same_in_parallel_blocks() {
-        let data: Vec<f32> = (0..700_001)
-            .map(|i| ((i as f32) * 0.618).sin() * 1e3)
-            .collect();
-        for dtype in [DType::BF16, DType::F16, DType::F32] {
-            let bytes = f32_to_bytes(&data, dtype);
-            assert_eq!(bytes, f32_to_bytes_serial(&data, dtype));
-            let back = super::super::safetensors::bytes_to_f32(&bytes, dtype);
-            let want: Vec<f32> = data.iter().map(|&x| dtype.round(x)).collect();
-            assert_eq!(back, want);
-        }
-    }
-
-    #[test]
-    fn bf16_rounds_to_nearest_even() {
-        // 1 + 2^-8 is exactly halfway between bf16 1.0 and 1 + 2^-7: ties to even (1.0).
-        let halfway = 1.0f32 + 2f32.powi(-8);
-        let above = f32::from_bits(halfway.to_bits() + 1);
-        let bytes = f32_to_bytes(&[halfway, above], DType::BF16);
-        assert_eq!(
-            half::bf16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
-            1.0
-        );
-        assert_eq!(
-            half::bf16::from_le_bytes([bytes[2], bytes[3]]).to_f32(),
-            1.0 + 2f32.powi(-7)
-        );
     }
 }

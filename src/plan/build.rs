@@ -10,7 +10,7 @@ use super::{vocab, InputModel, ModelInput, Plan, TensorInput, TensorPlan};
 use crate::model::vocab::OutputVocab;
 use crate::model::{Architecture, DType, WeightInfo};
 use crate::recipe::{ParamSet, Stage, TokenizerSource};
-use crate::registry::{BaseUse, Compat, ParamSpec, Params};
+use crate::registry::{self, BaseUse, Compat, ParamSpec, Params};
 
 /// Methods of the generalized task arithmetic family: embeddings are cut to the base's shape.
 const GTA: &[&str] = &[
@@ -29,6 +29,9 @@ struct PSource<'s> {
     model: usize,
     start: usize,
     params: &'s ParamSet,
+    /// YAML path of the source's `parameters:` (`models[1].parameters`); `None` for a
+    /// base appended by the planner.
+    at: Option<String>,
 }
 
 /// A normalised output slice.
@@ -37,6 +40,8 @@ struct PSlice<'s> {
     base: Option<usize>,
     len: usize,
     params: &'s ParamSet,
+    /// YAML path of the slice's `parameters:` (`None` in the `models:` form).
+    at: Option<String>,
 }
 
 struct Ctx<'a> {
@@ -217,7 +222,7 @@ fn normalise<'s>(ctx: &'s Ctx<'s>) -> Result<Vec<PSlice<'s>>> {
             )));
         }
         let mut sources = Vec::new();
-        for src in &slice.sources {
+        for (j, src) in slice.sources.iter().enumerate() {
             let model = ctx.index(&src.model)?;
             let layers = ctx.layers(model)?;
             let [a, b] = src.layer_range.unwrap_or([0, layers]);
@@ -232,6 +237,11 @@ fn normalise<'s>(ctx: &'s Ctx<'s>) -> Result<Vec<PSlice<'s>>> {
                     model,
                     start: a,
                     params: &src.parameters,
+                    at: Some(if stage.models_form {
+                        format!("models[{j}].parameters")
+                    } else {
+                        format!("slices[{i}].sources[{j}].parameters")
+                    }),
                 },
                 b - a,
             ));
@@ -250,6 +260,7 @@ fn normalise<'s>(ctx: &'s Ctx<'s>) -> Result<Vec<PSlice<'s>>> {
                         model: b,
                         start: 0,
                         params: &ctx.empty,
+                        at: None,
                     },
                     layers,
                 ));
@@ -276,6 +287,7 @@ fn normalise<'s>(ctx: &'s Ctx<'s>) -> Result<Vec<PSlice<'s>>> {
             base,
             len,
             params: &slice.parameters,
+            at: (!stage.models_form).then(|| format!("slices[{i}].parameters")),
         });
     }
     Ok(out)
@@ -375,15 +387,26 @@ fn tensor(
     method
         .validate_params(ctx.stage.compat, &global, &per_model)
         .map_err(|e| {
-            let refs: Vec<&str> = slice
+            let srcs: Vec<&PSource> = slice
                 .sources
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != base_pos)
-                .map(|(_, s)| ctx.reference(s.model))
+                .map(|(_, s)| s)
                 .collect();
+            let refs: Vec<&str> = srcs.iter().map(|s| ctx.reference(s.model)).collect();
+            let fix = match &e {
+                registry::Error::ModelValues { model, params, .. } => {
+                    let set: Vec<String> = params
+                        .iter()
+                        .map(|p| origin(ctx, slice, srcs[*model], p))
+                        .collect();
+                    format!("fix {} in the recipe", set.join(" or "))
+                }
+                registry::Error::Invalid { .. } => "fix the value in the recipe".into(),
+            };
             ctx.invalid(format!(
-                "tensor `{out}`: {e} (models in config order: {}); fix the value in the recipe",
+                "tensor `{out}`: {e} (models in config order: {}); {fix}",
                 refs.join(", ")
             ))
         })?;
@@ -415,6 +438,17 @@ fn tensor(
         params: global,
         base_model: slice.base,
     }))
+}
+
+/// Where `param`'s value for `src` was set, as the YAML path a user edits: the source's own
+/// `parameters:`, else the slice's, else the document's; `the default of `param`` when none.
+fn origin(ctx: &Ctx, slice: &PSlice, src: &PSource, param: &str) -> String {
+    match (&src.at, &slice.at) {
+        (Some(at), _) if src.params.contains_key(param) => format!("`{at}.{param}`"),
+        (_, Some(at)) if slice.params.contains_key(param) => format!("`{at}.{param}`"),
+        _ if ctx.stage.parameters.contains_key(param) => format!("`parameters.{param}`"),
+        _ => format!("`{param}` (its default; set it under `parameters:`)"),
+    }
 }
 
 /// Non-embeddings must agree exactly. Embeddings are cut as mergekit does: to the base's

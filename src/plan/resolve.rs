@@ -77,6 +77,7 @@ mod tests {
             doc: "",
             boolean: false,
             range: (0.0, 1.0),
+            domain: None,
         }
     }
     fn set(pairs: &[(&str, ParamValue)]) -> ParamSet {

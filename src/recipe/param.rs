@@ -67,6 +67,18 @@ impl ParamValue {
         }
     }
 
+    /// Every number the value holds: a scalar, each gradient knot, each conditional's value.
+    pub fn numbers(&self) -> Vec<f64> {
+        let of = |n: &Numeric| match n {
+            Numeric::Scalar(v) => vec![*v],
+            Numeric::Gradient(knots) => knots.clone(),
+        };
+        match self {
+            ParamValue::Plain(n) => of(n),
+            ParamValue::Conditionals(list) => list.iter().flat_map(|c| of(&c.value)).collect(),
+        }
+    }
+
     /// Parse a YAML value. `Err` is a message without location (the caller adds it).
     pub fn from_yaml(value: &Value) -> Result<ParamValue, String> {
         match value {

@@ -144,6 +144,18 @@ impl Accepted<'_> {
             Some(_) => Ok(()),
         }
     }
+    /// Parameter `name`'s value at `path`, every number in it inside the parameter's domain
+    /// (a density in [0, 1], ...): a bad value fails here, before anything is planned or
+    /// written.
+    fn value(&self, ctx: &Ctx, path: &str, name: &str, val: &Value) -> Result<ParamValue> {
+        let v = ParamValue::from_yaml(val).map_err(|m| ctx.invalid(path, m))?;
+        if let Some(spec) = self.get(name) {
+            if let Some(m) = v.numbers().into_iter().find_map(|x| spec.out_of_domain(x)) {
+                return Err(ctx.invalid(path, m));
+            }
+        }
+        Ok(v)
+    }
 }
 
 fn parameters(
@@ -160,10 +172,7 @@ fn parameters(
     for (k, val) in entries(ctx, path, mapping(ctx, path, v, "parameters")?)? {
         let p = join(path, k);
         acc.check(ctx, &p, k, per_model_only)?;
-        out.insert(
-            k.to_string(),
-            ParamValue::from_yaml(val).map_err(|m| ctx.invalid(&p, m))?,
-        );
+        out.insert(k.to_string(), acc.value(ctx, &p, k, val)?);
     }
     Ok(out)
 }
@@ -192,10 +201,7 @@ fn stray_parameter(
          this level's parameter, but mergekit would silently ignore it",
         ctx.at(&p)
     );
-    params.insert(
-        key.to_string(),
-        ParamValue::from_yaml(val).map_err(|m| ctx.invalid(&p, m))?,
-    );
+    params.insert(key.to_string(), acc.value(ctx, &p, key, val)?);
     Ok(())
 }
 

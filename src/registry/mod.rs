@@ -28,6 +28,16 @@ pub enum Error {
         method: &'static str,
         message: String,
     },
+    /// Parameter values of one model that do not fit together (DELLA's density ± epsilon).
+    #[error("{method}: model #{}: {message}", .model + 1)]
+    ModelValues {
+        method: &'static str,
+        /// Index into the per-model parameters (config order, base excluded).
+        model: usize,
+        /// The parameters involved, for the caller to say where each was set.
+        params: &'static [&'static str],
+        message: String,
+    },
 }
 
 /// Resolved parameter values for one tensor (booleans are 0.0 / 1.0), defaults filled in.
@@ -58,6 +68,32 @@ pub struct ParamSpec {
     pub boolean: bool,
     /// Meaningful range (inclusive) for validation messages and search gene bounds.
     pub range: (f64, f64),
+    /// Every value a recipe may give (inclusive), checked when the recipe is read, for a
+    /// parameter whose meaning bounds it (a fraction, an interpolation factor); `None`: any
+    /// finite number (weights, lambda and scales may leave `range`, as in mergekit).
+    pub domain: Option<(f64, f64)>,
+}
+
+impl ParamSpec {
+    /// This spec with every recipe value required to lie in `[lo, hi]`.
+    pub const fn within(self, lo: f64, hi: f64) -> ParamSpec {
+        ParamSpec {
+            domain: Some((lo, hi)),
+            ..self
+        }
+    }
+
+    /// Why `value` cannot be this parameter's (outside its [`ParamSpec::domain`]), as a
+    /// message that says what to do; `None` when it can.
+    pub fn out_of_domain(&self, value: f64) -> Option<String> {
+        let (lo, hi) = self.domain?;
+        (!(lo..=hi).contains(&value)).then(|| {
+            format!(
+                "`{}` must lie in [{lo}, {hi}] ({}), got {value}; use a value in that range",
+                self.name, self.doc
+            )
+        })
+    }
 }
 
 /// Which kernel a registry row runs.
@@ -93,6 +129,7 @@ const fn flag(name: &'static str, per_model: bool, default: bool, doc: &'static 
         doc,
         boolean: true,
         range: (0.0, 1.0),
+        domain: None,
     }
 }
 
@@ -111,6 +148,7 @@ const fn number(
         doc,
         boolean: false,
         range,
+        domain: None,
     }
 }
 
@@ -128,6 +166,7 @@ const fn required(
         doc,
         boolean: false,
         range,
+        domain: None,
     }
 }
 
@@ -146,7 +185,8 @@ impl MethodSpec {
                 false,
                 (0.0, 1.0),
                 "interpolation factor: 0 = base, 1 = the other model",
-            )],
+            )
+            .within(0.0, 1.0)],
             Kernel::Nuslerp => vec![
                 flag(
                     "nuslerp_flatten",
@@ -257,8 +297,12 @@ impl MethodSpec {
                 for (i, p) in per_model.iter().enumerate() {
                     let density = p.get("density").copied().unwrap_or(1.0);
                     let epsilon = p.get("epsilon").copied().unwrap_or(0.15);
-                    check_della(density, epsilon)
-                        .map_err(|m| invalid(format!("model #{}: {m}", i + 1)))?;
+                    check_della(density, epsilon).map_err(|message| Error::ModelValues {
+                        method: self.name,
+                        model: i,
+                        params: &["density", "epsilon"],
+                        message,
+                    })?;
                 }
             }
         }
@@ -459,6 +503,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "slerp: missing required parameter `t`");
+    }
+
+    #[test]
+    fn fractions_have_a_domain_and_weights_do_not() {
+        let ties = lookup("ties").unwrap().params(Compat::Mergekit);
+        let get = |n: &str| *ties.iter().find(|p| p.name == n).unwrap();
+        let m = get("density").out_of_domain(1.5).unwrap();
+        assert!(m.contains("[0, 1]") && m.contains("got 1.5"), "{m}");
+        assert!(get("density").out_of_domain(1.0).is_none());
+        assert!(get("density").out_of_domain(0.0).is_none());
+        // weights may leave the search's range, as in mergekit
+        assert!(get("weight").out_of_domain(100.0).is_none());
     }
 
     #[test]

@@ -158,6 +158,7 @@ fn spec(
         doc,
         boolean,
         range,
+        domain: None,
     }
 }
 
@@ -220,34 +221,44 @@ impl Variant {
             doc: "this model's weight",
             boolean: false,
             range: (-1.0, 2.0),
+            domain: None,
         });
-        p.push(spec(
-            "density",
-            true,
-            Some(1.0),
-            false,
-            (0.0, 1.0),
-            "fraction of the task vector kept",
-        ));
-        if self.sparsifier == Some(MagnitudeOutliers) {
-            p.push(spec(
-                "gamma",
+        p.push(
+            spec(
+                "density",
                 true,
-                Some(0.01),
+                Some(1.0),
                 false,
-                (0.0, 0.5),
-                "fraction of largest magnitudes dropped as outliers",
-            ));
+                (0.0, 1.0),
+                "fraction of the task vector kept",
+            )
+            .within(0.0, 1.0),
+        );
+        if self.sparsifier == Some(MagnitudeOutliers) {
+            p.push(
+                spec(
+                    "gamma",
+                    true,
+                    Some(0.01),
+                    false,
+                    (0.0, 0.5),
+                    "fraction of largest magnitudes dropped as outliers",
+                )
+                .within(0.0, 1.0),
+            );
         }
         if self.is_della() {
-            p.push(spec(
-                "epsilon",
-                true,
-                Some(0.15),
-                false,
-                (0.0, 0.5),
-                "keep-probability half-range across magnitude ranks",
-            ));
+            p.push(
+                spec(
+                    "epsilon",
+                    true,
+                    Some(0.15),
+                    false,
+                    (0.0, 0.5),
+                    "keep-probability half-range across magnitude ranks",
+                )
+                .within(0.0, 1.0),
+            );
         }
         p
     }

@@ -13,7 +13,8 @@
 //! - [`worker`]: one candidate merged and scored (in process or in `lamarck worker`);
 //!   [`queue`]: the run folder's task files and claims; [`coordinator`]: `evolve --workers N`
 //!   with the asynchronous [`steady`] optimizer; [`executor`]: local processes or Slurm jobs.
-//! - [`run`]: the loop; [`report`]: tables and the SVG plot; [`export`]: candidate → recipe.
+//! - [`run`]: the loop ([`open`]: a run folder opened, locked and read back); [`report`]:
+//!   tables and the SVG plot; [`export`]: candidate → recipe.
 #![allow(clippy::result_large_err)] // errors carry paths and messages; not on a hot path
 #[allow(clippy::needless_range_loop)] // matrix code reads best with indices
 pub mod cache;
@@ -27,6 +28,7 @@ pub mod frontier;
 pub mod genes;
 pub mod materialize;
 pub mod merge_log;
+pub mod open;
 pub mod optimizer;
 pub mod paired;
 pub mod plot;

@@ -5,15 +5,16 @@
 //! generation g's k-th point is `1 + g·λ + k`. Since a generation's points are a pure
 //! function of the checkpointed optimizer state, a resumed run asks the same points again,
 //! finds the ids already in `candidates.csv`, and scores only the missing ones.
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use super::cache::ResponseCache;
 use super::materialize::Materializer;
 use super::merge_log::{self, FailedRow};
-use super::racing::{self, raced_header, spent, Chunks, EvalRow, RacedRow, Spent, EVAL_HEADER};
-use super::records::{self, CandidateRow, ParentRow, RunDir};
+use super::open::lock_run;
+pub use super::open::{read_evaluations, read_raced};
+use super::racing::{spent, Chunks, EvalRow, RacedRow, Spent};
+use super::records::{self, CandidateRow, ParentRow};
 use super::score::{ItemResult, Scorer, Source, Subject};
 pub use super::session::Session;
 use super::worker::{evaluate, score_parent, Evaluation, ItemScores, RaceWith};
@@ -71,7 +72,8 @@ pub fn best_row(rows: &[CandidateRow]) -> Option<&CandidateRow> {
         .max_by(|a, b| a.fitness.total_cmp(&b.fitness).then(b.id.cmp(&a.id)))
 }
 
-/// The loop's state (shared by the in-process loop and the coordinator of workers).
+/// The loop's state (shared by the in-process loop and the coordinator of workers); opened
+/// from the run folder by [`Search::open`] (`open.rs`).
 pub(super) struct Search<'s> {
     pub session: &'s Session,
     pub rows: Vec<CandidateRow>,
@@ -87,107 +89,13 @@ pub(super) struct Search<'s> {
     /// Racing chunks (None: full evaluation).
     pub chunks: Option<Chunks>,
     /// The incumbent's id and its score per (objective, doc id).
-    incumbent: Option<(u64, ItemScores)>,
+    pub(super) incumbent: Option<(u64, ItemScores)>,
     pub budget: Option<u64>,
     pub minutes: Option<f64>,
     pub deadline: Option<Instant>,
 }
 
 impl<'s> Search<'s> {
-    /// Read the run's records (moved here from `evolve`); the caller holds the run lock.
-    pub(super) fn open(session: &'s Session, opts: &EvolveOptions) -> Result<Search<'s>> {
-        let started = Instant::now();
-        let genes = session.gene_names();
-        let objectives = session.objective_names();
-        let header = records::candidate_header(&genes, &objectives);
-        let cpath = session.dir.candidates();
-        let rows: Vec<CandidateRow> = records::read_rows(&cpath, &header)?
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                CandidateRow::parse(l, genes.len(), objectives.len()).map_err(|m| Error::Records {
-                    path: cpath.clone(),
-                    message: format!("row {}: {m}", i + 1),
-                })
-            })
-            .collect::<Result<_>>()?;
-        let rpath = session.dir.raced();
-        let raced: Vec<RacedRow> = if session.spec.racing.is_some() || rpath.exists() {
-            records::read_rows(&rpath, &raced_header(&genes))?
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    RacedRow::parse(l, genes.len()).map_err(|m| Error::Records {
-                        path: rpath.clone(),
-                        message: format!("row {}: {m}", i + 1),
-                    })
-                })
-                .collect::<Result<_>>()?
-        } else {
-            Vec::new()
-        };
-        records::read_rows(&session.dir.evaluations(), EVAL_HEADER)?;
-        records::read_rows(
-            &merge_log::merges_path(&session.dir),
-            merge_log::MERGES_HEADER,
-        )?;
-        let fpath = merge_log::failed_path(&session.dir);
-        let failed = records::read_rows(&fpath, &merge_log::failed_header(&genes))?
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                FailedRow::parse(l, genes.len()).map_err(|m| Error::Records {
-                    path: fpath.clone(),
-                    message: format!("row {}: {m}", i + 1),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let ppath = session.dir.parents();
-        let parents: Vec<ParentRow> =
-            records::read_rows(&ppath, &records::parent_header(&objectives))?
-                .iter()
-                .map(|l| {
-                    ParentRow::parse(l, objectives.len()).map_err(|m| Error::Records {
-                        path: ppath.clone(),
-                        message: m,
-                    })
-                })
-                .collect::<Result<_>>()?;
-        let mut keep: BTreeSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
-        keep.extend(raced.iter().map(|r| r.id.to_string()));
-        keep.extend(parents.iter().map(|p| format!("parent:{}", p.model)));
-        records::prune_items(&session.dir.items(), &keep)?;
-
-        let spec = &session.spec;
-        let budget = opts.candidates.or(spec.budget.candidates);
-        let minutes = opts.minutes.or(spec.budget.minutes);
-        let deadline = minutes.map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
-        let map = session.model_map()?;
-        let mut scorer = Scorer::new(&spec.objectives, &spec.eval)?;
-        let counts = scorer.item_counts()?;
-        let total = counts.iter().sum();
-        let chunks = spec
-            .racing
-            .map(|r| racing::chunks(&racing::order(&counts, spec.seed), r.chunk));
-        Ok(Search {
-            session,
-            rows,
-            raced,
-            failed,
-            parents,
-            mat: stage_cache(session, opts, map.clone())?,
-            scorer,
-            cache: ResponseCache::open(&session.dir.responses())?,
-            map,
-            total,
-            chunks,
-            incumbent: None,
-            budget,
-            minutes,
-            deadline,
-        })
-    }
-
     fn write_eval(&self, who: &str, items: &[ItemResult]) -> Result<()> {
         let cached = items.iter().filter(|r| r.cached).count();
         let row = EvalRow {
@@ -478,16 +386,6 @@ impl<'s> Search<'s> {
     }
 }
 
-/// Take the run folder's lock: one process per run folder (a second `evolve --resume` is
-/// refused, naming the holder).
-pub(super) fn lock_run(session: &Session) -> Result<crate::merge::lock::DirLock> {
-    let root = &session.dir.root;
-    Ok(
-        crate::merge::lock::DirLock::acquire(root, &root.join(".lamarck-lock"), "lamarck evolve")
-            .map_err(crate::merge::run::Error::from)?,
-    )
-}
-
 /// Run (or continue) the search until its budget is spent.
 pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
     let _lock = lock_run(session)?;
@@ -568,34 +466,6 @@ pub fn evolve(session: &Session, opts: &EvolveOptions) -> Result<Summary> {
     };
     bar.finish_and_clear();
     search.summary(before, stopped)
-}
-
-/// The materializer with its stage cache: `--cache-mem` in memory, then the disk cache.
-fn stage_cache(
-    session: &Session,
-    opts: &EvolveOptions,
-    map: Option<ModelMap>,
-) -> Result<Materializer> {
-    let spec = &session.spec;
-    let mat = Materializer::new(map, opts.cache_mem, opts.threads, spec.merge_seed);
-    if opts.cache_disk == 0 {
-        return Ok(mat);
-    }
-    let dir = opts
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| session.dir.root.join("stage-cache"));
-    mat.with_disk_cache(&dir, opts.cache_disk)
-}
-
-/// Every complete row of `evaluations.csv` (none when the file is absent).
-pub fn read_evaluations(dir: &RunDir) -> Result<Vec<EvalRow>> {
-    records::parse_rows(&dir.evaluations(), true, EvalRow::parse)
-}
-
-/// Every complete row of `raced.csv` (none when the file is absent).
-pub fn read_raced(dir: &RunDir, genes: usize) -> Result<Vec<RacedRow>> {
-    records::parse_rows(&dir.raced(), true, |l| RacedRow::parse(l, genes))
 }
 
 pub(super) fn best_message(rows: &[CandidateRow]) -> String {

@@ -12,7 +12,7 @@ use crate::support::cmd::run_in;
 use crate::support::hub::{
     arc, arc_json, fake_cache, write_arc_parquet, write_flat_parquet, Arc4, Col,
 };
-use crate::support::merge::{write_header_only, write_model_map, Shape};
+use crate::support::merge::lamarck_v03_headers;
 use crate::support::repo;
 
 #[test]
@@ -355,29 +355,10 @@ fn splits_resolve_by_role_slice_and_file_names() {
     assert_eq!(held[0]["key"], 1270);
 }
 
-const SEARCH_MODELS: &[&str] = &[
-    "Qwen/Qwen2.5-14B",
-    "arcee-ai/Virtuoso-Small",
-    "CultriX/SeQwence-14B-EvolMerge",
-    "sometimesanotion/lamarck-14b-reason-model_stock",
-    "CultriX/Qwen2.5-14B-Wernicke",
-    "sthenno-com/miscii-14b-1028",
-    "sometimesanotion/lamarck-14b-prose-model_stock",
-    "underwoods/medius-erebus-magnum-14b",
-    "Qwen/Qwen2.5-14B-Instruct",
-];
-
 #[test]
 fn lamarck_v0_3_search_dry_run_finds_its_tasks_in_the_hub_cache() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut entries = Vec::new();
-    for id in SEARCH_MODELS {
-        let dir = tmp.path().join("models").join(id.replace('/', "--"));
-        write_header_only(&dir, Shape::qwen14b());
-        entries.push((*id, dir));
-    }
-    let map = tmp.path().join("map.yaml");
-    write_model_map(&map, &entries);
+    let map = lamarck_v03_headers(&tmp.path().join("models"), &tmp.path().join("map.yaml"));
     let search = repo().join("searches/lamarck-v0.3.yaml");
     let args = [
         "evolve",

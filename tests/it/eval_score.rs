@@ -132,7 +132,7 @@ fn shipped_task_files_parse_and_examples_run() {
 fn chat_template_wraps_the_prompt_in_one_user_turn() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval/tiny-tied");
     let tok = TextTokenizer::from_dir(&dir).unwrap();
-    let got = lamarck::eval::run::apply_chat_template(&tok, "Question: 2+2?\nAnswer:").unwrap();
+    let got = lamarck::eval::prompt::apply_chat_template(&tok, "Question: 2+2?\nAnswer:").unwrap();
     assert_eq!(
         got,
         "<|im_start|>user\nQuestion: 2+2?\nAnswer:<|im_end|>\n<|im_start|>assistant\n"

@@ -3,29 +3,18 @@
 //! tensor's elements within 2 ulps. Covers the whole pipeline: recipe parsing, gradients,
 //! filters, slices, layer renumbering, multi-document stages, kernels and writing.
 use std::path::Path;
-use std::process::Command;
 
+use crate::support::cmd::merge_from_repo;
+use crate::support::repo;
 use crate::support::tensors::{bf16_ulps, read_file, read_tensors, Tensors};
 
 /// Mismatch descriptions for one case (empty when it matches).
 fn check(case: &str) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("tests/golden/e2e").join(case);
+    let dir = repo().join("tests/golden/e2e").join(case);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let res = Command::new(env!("CARGO_BIN_EXE_lamarck"))
-        .current_dir(root)
-        .args(["merge", "--threads", "2"])
-        .arg(dir.join("recipe.yaml"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    if !res.status.success() {
-        return vec![format!(
-            "{case}: lamarck merge failed:\n{}",
-            String::from_utf8_lossy(&res.stderr)
-        )];
+    if let Err(e) = merge_from_repo(&dir.join("recipe.yaml"), &["--threads", "2"], &out) {
+        return vec![format!("{case}: {e}")];
     }
     let ours = read_tensors(&out);
     let want = read_file(&dir.join("expected.safetensors"));
@@ -103,28 +92,16 @@ fn lamarck_merge_matches_mergekit_on_every_e2e_recipe() {
 
 /// Run `lamarck merge` on a stochastic golden recipe; returns the output tensors.
 fn run_seeded(case: &str, seed: u64, threads: usize) -> Tensors {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let res = Command::new(env!("CARGO_BIN_EXE_lamarck"))
-        .current_dir(root)
-        .arg("merge")
-        .arg(root.join("tests/golden/e2e").join(case).join("recipe.yaml"))
-        .args([
-            "--seed",
-            &seed.to_string(),
-            "--threads",
-            &threads.to_string(),
-            "--out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "{case}: {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let recipe = repo()
+        .join("tests/golden/e2e")
+        .join(case)
+        .join("recipe.yaml");
+    let (seed, threads) = (seed.to_string(), threads.to_string());
+    if let Err(e) = merge_from_repo(&recipe, &["--seed", &seed, "--threads", &threads], &out) {
+        panic!("{case}: {e}");
+    }
     read_tensors(&out)
 }
 

@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::cmd::lamarck_in as lamarck;
 use crate::support::merge as merge_support;
+use crate::support::s;
 use crate::support::search::{rows, search_file};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn spawn(args: &[&str], cwd: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lamarck"))

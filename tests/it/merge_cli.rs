@@ -3,11 +3,8 @@ use std::path::Path;
 
 use crate::support::cmd::lamarck;
 use crate::support::merge::{write_model, write_model_map, Shape};
+use crate::support::s;
 use crate::support::tensors::{max_bf16_ulps, read_tensors};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// Two tiny 4-layer models `a` (= base weights) and `b` (base + delta) and a model map.
 fn two_models(dir: &Path) -> std::path::PathBuf {

@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::cmd::lamarck;
 use crate::support::merge::{write_model, write_model_map, Shape};
+use crate::support::s;
 use crate::support::tensors::read_tensors;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn zoo(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo").join(name)

@@ -4,41 +4,20 @@
 use std::path::{Path, PathBuf};
 
 use crate::support::cmd::lamarck;
-use crate::support::merge::{write_header_only, write_model, write_model_map, Shape};
+use crate::support::merge::{
+    lamarck_v03_headers, write_model, write_model_map, Shape, LAMARCK_V03_IDS,
+};
+use crate::support::s;
 use crate::support::tensors::{max_bf16_ulps, read_tensors};
-
-/// Every Hugging Face id the recipe names.
-const IDS: &[&str] = &[
-    "Qwen/Qwen2.5-14B",
-    "arcee-ai/Virtuoso-Small",
-    "CultriX/SeQwence-14B-EvolMerge",
-    "sometimesanotion/lamarck-14b-reason-model_stock",
-    "CultriX/Qwen2.5-14B-Wernicke",
-    "sthenno-com/miscii-14b-1028",
-    "sometimesanotion/lamarck-14b-prose-model_stock",
-    "underwoods/medius-erebus-magnum-14b",
-    "Qwen/Qwen2.5-14B-Instruct",
-];
 
 fn recipe() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("searches/lamarck-v0.3/recipe.yaml")
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn dry_run_on_14b_shaped_headers_prints_the_plan() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut entries = Vec::new();
-    for id in IDS {
-        let dir = tmp.path().join(id.replace('/', "--"));
-        write_header_only(&dir, Shape::qwen14b());
-        entries.push((*id, dir));
-    }
-    let map = tmp.path().join("map.yaml");
-    write_model_map(&map, &entries);
+    let map = lamarck_v03_headers(tmp.path(), &tmp.path().join("map.yaml"));
     let out = tmp.path().join("final");
     let (ok, stdout, err) = lamarck(&[
         "merge",
@@ -72,7 +51,7 @@ fn dry_run_on_14b_shaped_headers_prints_the_plan() {
 fn runs_verbatim_on_tiny_48_layer_stand_ins() {
     let tmp = tempfile::tempdir().unwrap();
     let mut entries = Vec::new();
-    for (i, id) in IDS.iter().enumerate() {
+    for (i, id) in LAMARCK_V03_IDS.iter().enumerate() {
         let dir = tmp.path().join(id.replace('/', "--"));
         // One shared "pretrained" model; every other model is a fine-tune of it.
         let delta = if i == 0 { None } else { Some(100 + i as u64) };

@@ -1,11 +1,9 @@
 //! The in-memory sink (used by the search to materialize candidates without disk) gives
 //! exactly what `lamarck merge` writes: same planner, same runner, only the sink differs.
 use crate::support::cmd::lamarck;
-use crate::support::merge::{write_model, write_model_map, Shape};
+use crate::support::merge::{merge_in_memory, write_model, write_model_map, Shape};
 use crate::support::tensors::read_tensors;
-use lamarck::merge::run::{run, MemorySink, RunOptions, TensorSource};
-use lamarck::model::{Architecture, ModelDir};
-use lamarck::plan::{self, InputModel};
+use lamarck::merge::run::RunOptions;
 use lamarck::recipe::Recipe;
 
 #[test]
@@ -37,34 +35,17 @@ fn memory_sink_equals_the_written_folder() {
     ]);
     assert!(ok, "{err}");
 
-    let recipe = Recipe::parse(text, &recipe_path, None).unwrap();
-    let stage = &recipe.stages[0];
-    let dirs: Vec<ModelDir> = stage
-        .model_refs()
-        .iter()
-        .map(|r| ModelDir::open(&tmp.path().join(r)).unwrap())
-        .collect();
-    let inputs: Vec<InputModel> = stage
-        .model_refs()
-        .iter()
-        .zip(&dirs)
-        .map(|(r, d)| InputModel::from_dir(r, d))
-        .collect();
-    let arch = Architecture::for_config(&inputs[0].config).unwrap();
-    let plan = plan::build(stage, "final", arch, &inputs, 11).unwrap();
-    let sources: Vec<&dyn TensorSource> = dirs.iter().map(|d| d as &dyn TensorSource).collect();
-    let mut sink = MemorySink::default();
-    run(
-        &plan,
-        &sources,
-        &mut sink,
+    let sink = merge_in_memory(
+        tmp.path(),
+        text,
+        None,
+        11,
         &RunOptions {
             threads: 2,
             progress: false,
             ..RunOptions::default()
         },
-    )
-    .unwrap();
+    );
 
     let written = read_tensors(&out);
     assert_eq!(sink.tensors.len(), written.len());

@@ -4,12 +4,9 @@
 //! reduction chunks (65,536 elements), so the block boundaries really cut them.
 use std::collections::BTreeMap;
 
-use crate::support::merge::{write_model, Shape};
+use crate::support::merge::{merge_in_memory, write_model, Shape};
 use lamarck::merge::ops::CHUNK;
-use lamarck::merge::run::{run, MemorySink, RunOptions, TensorSource};
-use lamarck::model::{Architecture, ModelDir};
-use lamarck::plan::{self, InputModel};
-use lamarck::recipe::Recipe;
+use lamarck::merge::run::RunOptions;
 use lamarck::registry::Compat;
 
 /// Vocabulary 1200 × hidden 128 (2.3 chunks), MLP 640 × 128 (1.25 chunks).
@@ -28,26 +25,8 @@ fn shape() -> Shape {
 type Tensors = BTreeMap<String, (Vec<usize>, Vec<u32>)>;
 
 fn merge(dir: &std::path::Path, text: &str, compat: Compat, opts: &RunOptions) -> Tensors {
-    let recipe_path = dir.join("r.yaml");
-    let recipe = Recipe::parse(text, &recipe_path, Some(compat)).unwrap();
-    let stage = &recipe.stages[0];
-    let dirs: Vec<ModelDir> = stage
-        .model_refs()
-        .iter()
-        .map(|r| ModelDir::open(&dir.join(r)).unwrap())
-        .collect();
-    let inputs: Vec<InputModel> = stage
-        .model_refs()
-        .iter()
-        .zip(&dirs)
-        .map(|(r, d)| InputModel::from_dir(r, d))
-        .collect();
-    let arch = Architecture::for_config(&inputs[0].config).unwrap();
-    let plan = plan::build(stage, "final", arch, &inputs, 5).unwrap();
-    let sources: Vec<&dyn TensorSource> = dirs.iter().map(|d| d as &dyn TensorSource).collect();
-    let mut sink = MemorySink::default();
-    run(&plan, &sources, &mut sink, opts).unwrap();
-    sink.tensors
+    merge_in_memory(dir, text, Some(compat), 5, opts)
+        .tensors
         .into_iter()
         .map(|(name, (shape, dtype, data))| {
             let values = lamarck::model::safetensors::bytes_to_f32(&data, dtype);

@@ -2,32 +2,13 @@
 //! stand-ins for its nine models: genes validated against the real recipe, five stages
 //! planned, the search space and per-candidate cost printed, nothing written.
 use crate::support::cmd::lamarck_in;
-use crate::support::merge::{write_header_only, write_model_map, Shape};
+use crate::support::merge::lamarck_v03_headers;
 use crate::support::repo;
-
-const IDS: &[&str] = &[
-    "Qwen/Qwen2.5-14B",
-    "arcee-ai/Virtuoso-Small",
-    "CultriX/SeQwence-14B-EvolMerge",
-    "sometimesanotion/lamarck-14b-reason-model_stock",
-    "CultriX/Qwen2.5-14B-Wernicke",
-    "sthenno-com/miscii-14b-1028",
-    "sometimesanotion/lamarck-14b-prose-model_stock",
-    "underwoods/medius-erebus-magnum-14b",
-    "Qwen/Qwen2.5-14B-Instruct",
-];
 
 #[test]
 fn lamarck_v0_3_search_passes_dry_run_on_14b_headers() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut entries = Vec::new();
-    for id in IDS {
-        let dir = tmp.path().join(id.replace('/', "--"));
-        write_header_only(&dir, Shape::qwen14b());
-        entries.push((*id, dir));
-    }
-    let map = tmp.path().join("map.yaml");
-    write_model_map(&map, &entries);
+    let map = lamarck_v03_headers(tmp.path(), &tmp.path().join("map.yaml"));
     let search = repo().join("searches/lamarck-v0.3.yaml");
     let (ok, out, err) = lamarck_in(
         &[

@@ -2,27 +2,11 @@
 //! the recorded weights hash, report, and kill -9 / resume with nothing lost or duplicated.
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::cmd::lamarck_in;
-use crate::support::search::{rows, search_file};
+use crate::support::s;
+use crate::support::search::{content, kill_and_resume, rows, search_file};
 use lamarck::search::materialize::hash_dir;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Rows without the timing columns (the last two), which legitimately differ between runs.
-fn content(path: &Path) -> Vec<Vec<String>> {
-    rows(path)
-        .into_iter()
-        .map(|mut r| {
-            r.truncate(r.len() - 2);
-            r
-        })
-        .collect()
-}
 
 #[test]
 fn a_run_records_every_candidate_and_its_export_merges_to_the_recorded_hash() {
@@ -160,47 +144,9 @@ fn kill_9_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     assert!(ok, "{err}");
 
     let run = tmp.path().join("killed");
-    let bin = env!("CARGO_BIN_EXE_lamarck");
-    let mut kills = 0;
-    for attempt in 0..40 {
-        let mut cmd = Command::new(bin);
-        if attempt == 0 {
-            cmd.args(["evolve", s(&search), "--out", s(&run), "--quiet"]);
-        } else {
-            cmd.args(["evolve", "--resume", s(&run), "--quiet"]);
-        }
-        let mut child = cmd
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let have = rows(&run.join("candidates.csv")).len();
-        // kill once one or two more rows appeared, at varying moments
-        let wait_for = have + 1 + attempt % 2;
-        let started = Instant::now();
-        let mut finished = false;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "resume attempt {attempt} failed");
-                finished = true;
-                break;
-            }
-            if rows(&run.join("candidates.csv")).len() >= wait_for
-                || started.elapsed() > Duration::from_secs(60)
-            {
-                std::thread::sleep(Duration::from_millis(3 * attempt as u64 % 17));
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if finished {
-            break;
-        }
-    }
+    // each process killed once one or two more rows appeared, at varying moments
+    let recorded = |run: &Path| rows(&run.join("candidates.csv")).len();
+    let kills = kill_and_resume(&search, &run, tmp.path(), recorded, |a| 3 * a % 17);
     assert!(kills >= 3, "only {kills} kills happened");
     let (ok, _, err) = lamarck_in(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
     assert!(ok, "{err}");

@@ -2,14 +2,10 @@
 //! recorded in `failed.csv` with the reason, never scored or put on the frontier, and the
 //! search goes on; `merges.csv` says per merged candidate which stages were merged.
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use crate::support::cmd::lamarck_in;
+use crate::support::s;
 use crate::support::search::{rows, search_file};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn a_refused_gene_combination_is_a_failed_candidate_and_the_search_goes_on() {

@@ -6,17 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::cmd::lamarck_in as lamarck;
 use crate::support::repo;
-use crate::support::search::{rows, search_file};
+use crate::support::s;
+use crate::support::search::{content, kill_and_resume, rows, search_file};
 use lamarck::search::racing::{chunks, order, Race, RacingSpec};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 const WORDS: &[&str] = &[
     "river", "stone", "green", "seven", "apple", "cloud", "north", "silver", "tiger", "paper",
@@ -68,14 +63,9 @@ fn racing_search(dir: &Path, budget: u64, extra: &str, task: &Path) -> PathBuf {
     path
 }
 
-fn content(path: &Path) -> Vec<Vec<String>> {
-    let mut r: Vec<Vec<String>> = rows(path)
-        .into_iter()
-        .map(|mut r| {
-            r.truncate(r.len() - 2); // timing columns
-            r
-        })
-        .collect();
+/// A CSV's rows without the timing columns, sorted.
+fn sorted_content(path: &Path) -> Vec<Vec<String>> {
+    let mut r = content(path);
     r.sort();
     r
 }
@@ -305,56 +295,19 @@ fn kill_9_then_resume_with_racing_and_the_cache_records_what_an_uninterrupted_ru
     );
     assert!(ok, "{err}");
     let run = tmp.path().join("killed");
-    let bin = env!("CARGO_BIN_EXE_lamarck");
-    let mut kills = 0;
     let recorded =
         |run: &Path| rows(&run.join("candidates.csv")).len() + rows(&run.join("raced.csv")).len();
-    for attempt in 0..40 {
-        let mut cmd = Command::new(bin);
-        if attempt == 0 {
-            cmd.args(["evolve", s(&search), "--out", s(&run), "--quiet"]);
-        } else {
-            cmd.args(["evolve", "--resume", s(&run), "--quiet"]);
-        }
-        let mut child = cmd
-            .current_dir(tmp.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let have = recorded(&run);
-        let wait_for = have + 1 + attempt % 2;
-        let started = Instant::now();
-        let mut finished = false;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "resume attempt {attempt} failed");
-                finished = true;
-                break;
-            }
-            if recorded(&run) >= wait_for || started.elapsed() > Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(5 * attempt as u64 % 23));
-                child.kill().unwrap();
-                child.wait().unwrap();
-                kills += 1;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if finished {
-            break;
-        }
-    }
+    let kills = kill_and_resume(&search, &run, tmp.path(), recorded, |a| 5 * a % 23);
     assert!(kills >= 3, "only {kills} kills happened");
     let (ok, _, err) = lamarck(&["evolve", "--resume", s(&run), "--quiet"], tmp.path());
     assert!(ok, "{err}");
     assert_eq!(
-        content(&run.join("candidates.csv")),
-        content(&reference.join("candidates.csv"))
+        sorted_content(&run.join("candidates.csv")),
+        sorted_content(&reference.join("candidates.csv"))
     );
     assert_eq!(
-        content(&run.join("raced.csv")),
-        content(&reference.join("raced.csv"))
+        sorted_content(&run.join("raced.csv")),
+        sorted_content(&reference.join("raced.csv"))
     );
     assert_eq!(recorded(&run) as u64, budget);
     assert_eq!(

@@ -8,22 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::cmd::lamarck_in;
-use crate::support::search::{rows, search_file};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Rows without the timing columns (the last two).
-fn content(path: &Path) -> Vec<Vec<String>> {
-    rows(path)
-        .into_iter()
-        .map(|mut r| {
-            r.truncate(r.len() - 2);
-            r
-        })
-        .collect()
-}
+use crate::support::s;
+use crate::support::search::{content, rows, search_file};
 
 fn text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()

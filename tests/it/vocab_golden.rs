@@ -5,8 +5,9 @@
 //! written tokenizer's vocabulary (stripped for `strip_ties_f32`).
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
+use crate::support::cmd::merge_from_repo;
+use crate::support::repo;
 use crate::support::tensors::{bf16_ulps, read_file};
 
 fn vocab_of(path: &Path) -> HashMap<String, u32> {
@@ -21,23 +22,11 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// Mismatch descriptions for one case (empty when it matches).
 fn check(case: &str) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("tests/golden/vocab").join(case);
+    let dir = repo().join("tests/golden/vocab").join(case);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let res = Command::new(env!("CARGO_BIN_EXE_lamarck"))
-        .current_dir(root)
-        .args(["merge", "--threads", "2"])
-        .arg(dir.join("recipe.yaml"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    if !res.status.success() {
-        return vec![format!(
-            "{case}: lamarck merge failed:\n{}",
-            String::from_utf8_lossy(&res.stderr)
-        )];
+    if let Err(e) = merge_from_repo(&dir.join("recipe.yaml"), &["--threads", "2"], &out) {
+        return vec![format!("{case}: {e}")];
     }
     let mut bad = Vec::new();
     let ours = read_file(&out.join("model.safetensors"));

@@ -93,3 +93,25 @@ pub fn check_golden(path: &Path, actual: &str) -> Option<String> {
         line + 1
     ))
 }
+
+/// `lamarck merge <recipe> <flags> --out <out>` run from the repository root (golden
+/// recipes name their models relative to it); `Err` holds the failure and its stderr.
+pub fn merge_from_repo(recipe: &Path, flags: &[&str], out: &Path) -> Result<(), String> {
+    let res = Command::new(env!("CARGO_BIN_EXE_lamarck"))
+        .current_dir(super::repo())
+        .arg("merge")
+        .arg(recipe)
+        .args(flags)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    if res.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "lamarck merge failed:\n{}",
+            String::from_utf8_lossy(&res.stderr)
+        ))
+    }
+}

@@ -194,3 +194,62 @@ pub fn write_model_map(path: &Path, entries: &[(&str, PathBuf)]) {
         .collect();
     std::fs::write(path, text).unwrap();
 }
+
+/// Every Hugging Face id the shipped Lamarck-v0.3 recipe and search name.
+pub const LAMARCK_V03_IDS: &[&str] = &[
+    "Qwen/Qwen2.5-14B",
+    "arcee-ai/Virtuoso-Small",
+    "CultriX/SeQwence-14B-EvolMerge",
+    "sometimesanotion/lamarck-14b-reason-model_stock",
+    "CultriX/Qwen2.5-14B-Wernicke",
+    "sthenno-com/miscii-14b-1028",
+    "sometimesanotion/lamarck-14b-prose-model_stock",
+    "underwoods/medius-erebus-magnum-14b",
+    "Qwen/Qwen2.5-14B-Instruct",
+];
+
+/// Header-only 14B-shaped stand-ins for [`LAMARCK_V03_IDS`] under `models` (one folder
+/// each) and a model map naming them at `map`; returns `map`.
+pub fn lamarck_v03_headers(models: &Path, map: &Path) -> PathBuf {
+    let mut entries = Vec::new();
+    for id in LAMARCK_V03_IDS {
+        let dir = models.join(id.replace('/', "--"));
+        write_header_only(&dir, Shape::qwen14b());
+        entries.push((*id, dir));
+    }
+    write_model_map(map, &entries);
+    map.to_path_buf()
+}
+
+/// The first stage of recipe `text` (models named relative to `dir`) planned with `seed`
+/// and run into an in-memory sink: what `lamarck merge` computes, without disk.
+pub fn merge_in_memory(
+    dir: &Path,
+    text: &str,
+    compat: Option<lamarck::registry::Compat>,
+    seed: u64,
+    opts: &lamarck::merge::run::RunOptions,
+) -> lamarck::merge::run::MemorySink {
+    use lamarck::merge::run::{run, MemorySink, TensorSource};
+    use lamarck::model::{Architecture, ModelDir};
+    use lamarck::plan::{self, InputModel};
+    let recipe = lamarck::recipe::Recipe::parse(text, &dir.join("r.yaml"), compat).unwrap();
+    let stage = &recipe.stages[0];
+    let dirs: Vec<ModelDir> = stage
+        .model_refs()
+        .iter()
+        .map(|r| ModelDir::open(&dir.join(r)).unwrap())
+        .collect();
+    let inputs: Vec<InputModel> = stage
+        .model_refs()
+        .iter()
+        .zip(&dirs)
+        .map(|(r, d)| InputModel::from_dir(r, d))
+        .collect();
+    let arch = Architecture::for_config(&inputs[0].config).unwrap();
+    let plan = plan::build(stage, "final", arch, &inputs, seed).unwrap();
+    let sources: Vec<&dyn TensorSource> = dirs.iter().map(|d| d as &dyn TensorSource).collect();
+    let mut sink = MemorySink::default();
+    run(&plan, &sources, &mut sink, opts).unwrap();
+    sink
+}

@@ -9,9 +9,14 @@ pub mod merge;
 pub mod search;
 pub mod tensors;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The repository root (`CARGO_MANIFEST_DIR`).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A path as a command-line argument (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }

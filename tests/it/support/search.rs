@@ -122,3 +122,68 @@ pub fn rows(path: &Path) -> Vec<Vec<String>> {
         .map(|l| l.trim_end().split(',').map(str::to_string).collect())
         .collect()
 }
+
+/// Data rows of a run's CSV file without the timing columns (the last two), which
+/// legitimately differ between runs.
+pub fn content(path: &Path) -> Vec<Vec<String>> {
+    rows(path)
+        .into_iter()
+        .map(|mut r| {
+            r.truncate(r.len() - 2);
+            r
+        })
+        .collect()
+}
+
+/// `lamarck evolve search --out run` in `cwd`, then `--resume` again and again, each process
+/// killed (SIGKILL) once `recorded(run)` grew by one or two rows, after a short pause that
+/// varies with the attempt (`pause_ms(attempt)`), until a process finishes on its own (at
+/// most 40 attempts). Returns how many kills happened.
+pub fn kill_and_resume(
+    search: &Path,
+    run: &Path,
+    cwd: &Path,
+    recorded: impl Fn(&Path) -> usize,
+    pause_ms: impl Fn(u64) -> u64,
+) -> usize {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut kills = 0;
+    for attempt in 0..40u64 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lamarck"));
+        if attempt == 0 {
+            cmd.args([
+                "evolve",
+                super::s(search),
+                "--out",
+                super::s(run),
+                "--quiet",
+            ]);
+        } else {
+            cmd.args(["evolve", "--resume", super::s(run), "--quiet"]);
+        }
+        let mut child = cmd
+            .current_dir(cwd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let wait_for = recorded(run) + 1 + (attempt % 2) as usize;
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "resume attempt {attempt} failed");
+                return kills;
+            }
+            if recorded(run) >= wait_for || started.elapsed() > Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(pause_ms(attempt)));
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    kills
+}
