@@ -7,8 +7,9 @@
 #   tools/rehearse-14b.sh [WORK_DIR]        # default /tmp/lamarck-rehearsal
 #
 # Environment: LAMARCK (binary, default target/release/lamarck), CANDIDATES (default 20),
-# HIDDEN (default 128), INTERMEDIATE (default 256), CACHE_MEM (default 20M: smaller than
-# the recipe's intermediate stages, so they live in the disk cache), THREADS (default 0).
+# HIDDEN (default 128), INTERMEDIATE (default 256), CACHE_MEM (default 20M: above one
+# 14.2 MB stage output, below the five of a candidate, so they live in the disk cache; 8M
+# is below one stage, which is then streamed to disk as it is merged), THREADS (default 0).
 # Prints the run's summary, the per-candidate merge log and the peak RSS; exits non-zero
 # when the run fails or peak RSS exceeds 3 GB.
 set -euo pipefail
@@ -69,6 +70,7 @@ cd "$work"
 /usr/bin/time -v -o time.txt "$lamarck" evolve rehearsal.yaml --out run --model-map models.yaml \
   --cache-mem "$cache_mem" --threads "$threads" --quiet 2> evolve.log | tee evolve.out
 tail -n 3 evolve.log
+grep "stage cache:" evolve.log || true
 echo "--- merges.csv (per candidate: stages merged, reused, which, seconds, cache bytes in RAM, on disk)"
 cat run/merges.csv
 echo "--- stage cache on disk: $(ls run/stage-cache | wc -l) file(s), $(du -sh run/stage-cache | cut -f1)"

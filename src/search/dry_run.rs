@@ -251,13 +251,29 @@ pub fn dry_run_with(spec: &SearchSpec, genome: &Genome, o: &DryRunOptions) -> Re
         (total - ram).min(o.cache_disk)
     };
     let largest = costs.iter().map(|c| c.written).max().unwrap_or(0);
+    // A stage larger than --cache-mem that fits the disk cache is streamed to its file as
+    // it is merged (never whole in memory): only the writer's queue is in flight for it.
+    let streamed =
+        |c: &&StageCost| o.cache_disk > 0 && c.written > o.cache_mem && c.written <= o.cache_disk;
+    let queue = crate::merge::run::writer_queue_bytes(crate::merge::run::DEFAULT_MAX_MEMORY);
+    let in_flight: u64 = costs
+        .iter()
+        .map(|c| {
+            if streamed(&c) {
+                c.written.min(queue)
+            } else {
+                c.written
+            }
+        })
+        .sum();
+    let n_streamed = costs.iter().filter(streamed).count();
     let _ = writeln!(
         out,
-        "  stage cache over {n} candidate(s): {} of stage outputs; peak RAM ≤ {} (--cache-mem {}) + up to {} in flight while a candidate merges; peak disk ≤ {} (--cache-disk {})",
+        "  stage cache over {n} candidate(s): {} of stage outputs; peak RAM ≤ {} (--cache-mem {}) + up to {} in flight while a candidate merges ({n_streamed} stage(s) larger than --cache-mem streamed to disk as merged); peak disk ≤ {} (--cache-disk {})",
         human_bytes(total),
         human_bytes(ram),
         human_bytes(o.cache_mem),
-        human_bytes(costs.iter().map(|c| c.written).sum()),
+        human_bytes(in_flight),
         human_bytes(disk),
         if o.cache_disk == 0 { "0: no disk cache".to_string() } else { human_bytes(o.cache_disk) }
     );

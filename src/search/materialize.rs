@@ -1,5 +1,6 @@
 //! Candidates in memory: a recipe's stages run through the one multi-stage executor
-//! ([`crate::merge::exec`]) into [`MemorySink`]s, each stage output cached under its stage
+//! ([`crate::merge::exec`]) into [`MemorySink`]s (or, for a stage larger than the cache's
+//! memory budget, straight into its disk cache file: [`StageFileSink`]), each stage output cached under its stage
 //! hash (the stage's rendered document, its name, seed, compat profile, lamarck's kernel
 //! version and the identities of its inputs), so a candidate that changes only the last
 //! stage's genes reuses every earlier stage.
@@ -14,15 +15,17 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::stage_cache::{CacheStats, Held, StageCache};
+use super::stage_file::StageFileSink;
 use super::{Error, Result};
 use crate::merge::exec::{
     execute, folder_fingerprint, hex, identities, Input, StageIdentity, StageStore,
 };
 use crate::merge::run::{
-    run, Error as MergeError, MemorySink, Result as MergeResult, RunOptions, TensorSource,
+    run, writer_queue_bytes, Error as MergeError, MemorySink, Result as MergeResult, RunOptions,
+    TensorSource,
 };
 use crate::model::safetensors::bytes_to_f32;
-use crate::model::{resolve_model, Architecture, HfConfig, ModelDir, ModelMap};
+use crate::model::{resolve_model, Announced, Architecture, HfConfig, ModelDir, ModelMap};
 use crate::plan::{plan_recipe, InputModel, Plan, PlannedStage, RecipeOptions, TokenizerOrigin};
 use crate::recipe::Recipe;
 
@@ -139,37 +142,77 @@ impl StageStore for MemoryStore<'_> {
     ) -> MergeResult<Arc<StageOutput>> {
         let plan = &stage.plan;
         let sources: Vec<&dyn TensorSource> = inputs.iter().map(|i| i.source()).collect();
-        let mut sink = MemorySink::default();
         let opts = RunOptions {
             threads: self.threads,
             progress: false,
             ..RunOptions::default()
         };
+        let tokenizer_dir = match &inputs[plan.tokenizer_donor] {
+            Input::Folder(d) => d.path.clone(),
+            Input::Stage(m) => m.tokenizer_dir.clone(),
+        };
+        let output = |tensors: Held, bytes: u64| {
+            Arc::new(StageOutput {
+                key: id.key.clone(),
+                bytes,
+                config: stage.output_config.clone(),
+                tokenizer: plan.output_tokenizer.clone(),
+                tokenizer_dir: tokenizer_dir.clone(),
+                tensors,
+            })
+        };
         // The runner logs every stage at info level; a search merges thousands of them.
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            run(plan, &sources, &mut sink, &opts)
-        })?;
+        let quiet = tracing::subscriber::NoSubscriber::default;
+        let stored = match self.cache.stream_dir(plan.bytes_written()) {
+            // Larger than --cache-mem: straight into its disk cache file as it is merged.
+            Some(dir) => {
+                let announced: Vec<Announced> = plan
+                    .tensors
+                    .iter()
+                    .map(|t| Announced {
+                        name: t.name.clone(),
+                        dtype: t.out_dtype,
+                        shape: t.shape.clone(),
+                    })
+                    .collect();
+                let queue = writer_queue_bytes(opts.max_memory);
+                let mut sink =
+                    StageFileSink::create(dir, &id.key, &tokenizer_dir, &announced, queue)
+                        .map_err(cache_error(&plan.stage))?;
+                tracing::subscriber::with_default(quiet(), || {
+                    run(plan, &sources, &mut sink, &opts)
+                })?;
+                let mapped = sink.finish().map_err(cache_error(&plan.stage))?;
+                let bytes = plan.bytes_written();
+                self.cache.store_streamed(output(Held::Disk(mapped), bytes))
+            }
+            None => {
+                let mut sink = MemorySink::default();
+                tracing::subscriber::with_default(quiet(), || {
+                    run(plan, &sources, &mut sink, &opts)
+                })?;
+                let bytes = sink.bytes();
+                // The cache's copy: the mapped file if it spilled at once, so the merged
+                // buffer is freed now rather than kept alive until the last stage reading
+                // it has run.
+                self.cache.store(output(Held::Memory(sink), bytes))
+            }
+        };
         self.built.push(plan.stage.clone());
-        let out = Arc::new(StageOutput {
-            key: id.key.clone(),
-            bytes: sink.bytes(),
-            config: stage.output_config.clone(),
-            tokenizer: plan.output_tokenizer.clone(),
-            tokenizer_dir: match &inputs[plan.tokenizer_donor] {
-                Input::Folder(d) => d.path.clone(),
-                Input::Stage(m) => m.tokenizer_dir.clone(),
-            },
-            tensors: Held::Memory(sink),
-        });
-        // The cache's copy: the mapped file if it spilled at once, so the merged buffer is
-        // freed now rather than kept alive until the last stage reading it has run.
-        self.cache.store(out).map_err(|e| match e {
-            Error::Io { path, source } => MergeError::Io { path, source },
-            e => MergeError::Model(crate::model::Error::Invalid {
-                path: PathBuf::from("<stage cache>"),
-                message: format!("stage `{}`: {e}", plan.stage),
-            }),
-        })
+        stored.map_err(cache_error(&plan.stage))
+    }
+}
+
+/// A stage cache error as a merge error of stage `stage`.
+fn cache_error(stage: &str) -> impl Fn(Error) -> MergeError + '_ {
+    move |e| match e {
+        Error::Io { path, source } => MergeError::Io { path, source },
+        Error::Model(e) => MergeError::Model(e),
+        Error::Merge(e) => e,
+        e => MergeError::Model(crate::model::Error::Invalid {
+            path: PathBuf::from("<stage cache>"),
+            message: format!("stage `{stage}`: {e}"),
+        }),
     }
 }
 

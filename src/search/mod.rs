@@ -42,6 +42,7 @@ pub mod score;
 pub mod session;
 pub mod spec;
 pub mod stage_cache;
+pub mod stage_file;
 pub mod steady;
 pub mod worker;
 

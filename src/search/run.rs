@@ -370,6 +370,15 @@ impl<'s> Search<'s> {
     /// The invocation's summary.
     pub(super) fn summary(&self, before: usize, stopped: String) -> Result<Summary> {
         self.session.write_frontier(&self.rows)?;
+        let c = self.mat.cache_stats();
+        tracing::info!(
+            "stage cache: peak {} in RAM, {} on disk; {} stage(s) written to disk ({} streamed there as merged, larger than --cache-mem), {} read back",
+            crate::plan::human_bytes(c.peak_mem),
+            crate::plan::human_bytes(c.peak_disk),
+            c.spilled,
+            c.streamed,
+            c.disk_hits
+        );
         let evals = read_evaluations(&self.session.dir)?;
         Ok(Summary {
             candidates: self.recorded(),

@@ -5,6 +5,11 @@
 //! memory-mapped back. The disk cache is bounded too (`--cache-disk`, least recently used
 //! file removed first).
 //!
+//! **Larger than the budget.** A stage whose output (known from its plan) exceeds
+//! `--cache-mem` is never built in memory: the materializer streams it into its cache file
+//! as it is merged ([`super::stage_file::StageFileSink`], [`StageCache::stream_dir`]) and
+//! maps it back, so peak memory stays at the merge's blocks and the writer's queue.
+//!
 //! **Complete or absent.** A file is written under a hidden temporary name
 //! (`.<hash>.lamarck-tmp-<pid>`), fsynced and renamed; one that a killed process left is
 //! removed when the cache is opened. A `<hash>.safetensors` file is trusted only when its
@@ -22,49 +27,22 @@
 //!
 //! Reading a stage back: [`Held::raw`] gives the stored bytes without a copy (a slice of
 //! the memory buffer or of the map); kernels convert the blocks they read to f32.
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::Mmap;
-
 use super::materialize::StageOutput;
+pub use super::stage_file::Mapped;
+use super::stage_file::{open_file, write_file};
 use super::{Error, Result};
 use crate::merge::run::MemorySink;
-use crate::model::safetensors::{dtype_code, read_header};
 use crate::model::DType;
 use crate::plan::PlannedStage;
-
-/// Metadata key holding the stage hash.
-const META_KEY: &str = "lamarck_stage";
-/// Metadata key holding the folder of the stage's tokenizer files.
-const META_TOKENIZER: &str = "lamarck_tokenizer_dir";
 
 /// A stage output's tensors: in memory, or a memory-mapped file of the disk cache.
 #[derive(Debug)]
 pub enum Held {
     Memory(MemorySink),
     Disk(Mapped),
-}
-
-/// One `<hash>.safetensors` file of the disk cache, mapped.
-pub struct Mapped {
-    pub path: PathBuf,
-    mmap: Mmap,
-    /// name → (shape, dtype, byte range in the file).
-    tensors: BTreeMap<String, (Vec<usize>, DType, std::ops::Range<usize>)>,
-    tokenizer_dir: PathBuf,
-}
-
-impl std::fmt::Debug for Mapped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mapped")
-            .field("path", &self.path)
-            .field("tensors", &self.tensors.len())
-            .finish()
-    }
 }
 
 impl Held {
@@ -135,102 +113,6 @@ fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Write `sink` as `dir/<key>.safetensors`: temporary name, fsync, rename.
-fn write_file(dir: &Path, key: &str, sink: &MemorySink, tokenizer_dir: &Path) -> Result<PathBuf> {
-    let path = dir.join(format!("{key}.safetensors"));
-    let tmp = dir.join(format!(".{key}.lamarck-tmp-{}", std::process::id()));
-    let mut header = serde_json::Map::new();
-    header.insert(
-        "__metadata__".into(),
-        serde_json::json!({
-            "format": "pt",
-            META_KEY: key,
-            META_TOKENIZER: tokenizer_dir.to_string_lossy(),
-        }),
-    );
-    let mut offset = 0usize;
-    for (name, (shape, dtype, bytes)) in &sink.tensors {
-        header.insert(
-            name.clone(),
-            serde_json::json!({
-                "dtype": dtype_code(*dtype),
-                "shape": shape,
-                "data_offsets": [offset, offset + bytes.len()],
-            }),
-        );
-        offset += bytes.len();
-    }
-    let mut text = serde_json::Value::Object(header).to_string().into_bytes();
-    while text.len() % 8 != 0 {
-        text.push(b' ');
-    }
-    let io = |e| Error::io(&tmp, e);
-    let file = File::create(&tmp).map_err(io)?;
-    let mut w = BufWriter::with_capacity(1 << 20, file);
-    w.write_all(&(text.len() as u64).to_le_bytes())
-        .map_err(io)?;
-    w.write_all(&text).map_err(io)?;
-    for (_, _, bytes) in sink.tensors.values() {
-        w.write_all(bytes).map_err(io)?;
-    }
-    let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(path)
-}
-
-/// Open and verify a cache file: a valid header naming `key`, data covering the file.
-fn open_file(path: &Path, key: &str) -> Result<Mapped> {
-    let header = read_header(path, true)?;
-    let bad = |message: String| Error::Records {
-        path: path.to_path_buf(),
-        message,
-    };
-    if header.metadata.get(META_KEY).map(String::as_str) != Some(key) {
-        return Err(bad(format!(
-            "does not record stage hash {key} in `__metadata__.{META_KEY}`"
-        )));
-    }
-    let data: u64 = header.tensors.values().map(|t| t.len).sum();
-    if header.data_start + data != header.file_len {
-        return Err(bad(format!(
-            "{} bytes, the header describes {}: incomplete",
-            header.file_len,
-            header.data_start + data
-        )));
-    }
-    let tokenizer_dir = PathBuf::from(
-        header
-            .metadata
-            .get(META_TOKENIZER)
-            .cloned()
-            .unwrap_or_default(),
-    );
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    // SAFETY: cache files are written completely under a temporary name and renamed; lamarck
-    // never writes to a file after the rename (only removes it, which keeps the mapping
-    // valid), and the run folder is locked against a second lamarck process.
-    let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    let tensors = header
-        .tensors
-        .into_iter()
-        .map(|(name, t)| {
-            let r = t.start as usize..(t.start + t.len) as usize;
-            (name, (t.info.shape, t.info.dtype, r))
-        })
-        .collect();
-    Ok(Mapped {
-        path: path.to_path_buf(),
-        mmap,
-        tensors,
-        tokenizer_dir,
-    })
-}
-
 enum Slot {
     Memory(Arc<StageOutput>),
     /// A file of the disk cache, mapped once a stage asked for it.
@@ -253,8 +135,12 @@ pub struct CacheStats {
     /// Largest bytes held in memory / on disk at once.
     pub peak_mem: u64,
     pub peak_disk: u64,
-    /// Stage outputs written to disk, and read back from it.
+    /// Stage outputs written to disk (spilled from memory or streamed there as merged),
+    /// and read back from it.
     pub spilled: u64,
+    /// Of those, stages larger than the memory budget, streamed to disk as they were
+    /// merged (never whole in memory).
+    pub streamed: u64,
     pub disk_hits: u64,
 }
 
@@ -294,7 +180,10 @@ impl StageCache {
                     "stage cache: removing {} (left by a killed run)",
                     path.display()
                 );
-                let _ = std::fs::remove_file(&path);
+                let _ = match path.is_dir() {
+                    true => std::fs::remove_dir_all(&path),
+                    false => std::fs::remove_file(&path),
+                };
                 continue;
             }
             let Some(key) = name.strip_suffix(".safetensors").filter(|k| is_hash(k)) else {
@@ -420,6 +309,44 @@ impl StageCache {
                 Slot::Disk { mapped, .. } => mapped.clone(),
             })
             .unwrap_or(out))
+    }
+
+    /// Where a freshly merged stage of `bytes` should be streamed instead of being built in
+    /// memory: the disk cache's folder when the stage is larger than the memory budget and
+    /// fits the disk budget (`None`: build it in memory, as a stage that fits in neither is
+    /// handed to the next stage without being kept).
+    pub fn stream_dir(&self, bytes: u64) -> Option<&Path> {
+        match &self.disk {
+            Some((dir, limit)) if bytes > self.mem_limit && bytes <= *limit => Some(dir),
+            _ => None,
+        }
+    }
+
+    /// Keep a stage that was streamed to the disk cache ([`StageCache::stream_dir`]) as a
+    /// disk entry, then evict to fit the disk budget.
+    pub fn store_streamed(&mut self, out: Arc<StageOutput>) -> Result<Arc<StageOutput>> {
+        let Held::Disk(mapped) = &out.tensors else {
+            return self.store(out);
+        };
+        self.tick += 1;
+        self.stats.spilled += 1;
+        self.stats.streamed += 1;
+        let path = mapped.path.clone();
+        match self.entries.iter().position(|e| e.key == out.key) {
+            // merged again while held (not asked for): the new file replaced the old one
+            Some(i) => self.entries[i].tick = self.tick,
+            None => self.entries.push(Entry {
+                key: out.key.clone(),
+                bytes: out.bytes,
+                tick: self.tick,
+                slot: Slot::Disk {
+                    path,
+                    mapped: Some(out.clone()),
+                },
+            }),
+        }
+        self.enforce()?;
+        Ok(out)
     }
 
     fn enforce(&mut self) -> Result<()> {

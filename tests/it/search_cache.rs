@@ -172,3 +172,79 @@ fn header_bytes(path: &std::path::Path) -> u64 {
     let bytes = std::fs::read(path).unwrap();
     8 + u64::from_le_bytes(bytes[..8].try_into().unwrap())
 }
+
+/// A stage larger than `--cache-mem` is never built in memory: it is streamed into its
+/// disk cache file as it is merged (the cache never holds it in RAM, not even for a
+/// moment), and the weights are those of the all-in-memory run.
+#[test]
+fn stages_larger_than_the_memory_budget_are_streamed_to_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = SearchSpec::load(&search_file(tmp.path(), 5, "")).unwrap();
+    let genome = Genome::new(&spec.genes, &spec.recipe_text).unwrap();
+    let recipe = |v: &[f64]| genome.recipe(v, None, true).unwrap().1;
+    let start = genome.start.clone();
+    let mut slerp_only = start.clone();
+    slerp_only[4] = 0.9;
+    let points = [&start, &slerp_only, &start];
+
+    let mut memory = Materializer::new(None, 1 << 30, 1, None);
+    let want: Vec<(String, u64)> = points
+        .iter()
+        .map(|p| {
+            let m = memory.materialize(&recipe(p)).unwrap();
+            (m.hash, m.output.bytes)
+        })
+        .collect();
+    assert_eq!(
+        memory.cache_stats().streamed,
+        0,
+        "everything fits: no streaming"
+    );
+
+    // a budget below every stage output: each merged stage goes straight to disk
+    let smallest = want.iter().map(|w| w.1).min().unwrap();
+    let cache = tmp.path().join("stage-cache");
+    let mut disk = Materializer::new(None, smallest / 4, 1, None)
+        .with_disk_cache(&cache, 1 << 30)
+        .unwrap();
+    let mut built = 0;
+    for (p, (hash, _)) in points.iter().zip(&want) {
+        let m = disk.materialize(&recipe(p)).unwrap();
+        assert_eq!(&m.hash, hash, "streamed stages change no weight");
+        assert!(
+            matches!(
+                m.output.tensors,
+                lamarck::search::stage_cache::Held::Disk(_)
+            ),
+            "the candidate is read from its mapped file"
+        );
+        built += m.stages_run;
+    }
+    let stats = disk.cache_stats();
+    assert_eq!(
+        built, 5,
+        "3 stages, then SLERP and TIES again, then all reused"
+    );
+    assert_eq!(stats.streamed, 5, "{stats:?}");
+    assert_eq!(
+        stats.peak_mem, 0,
+        "no stage was ever held in memory: {stats:?}"
+    );
+    assert!(stats.disk_hits >= 2, "{stats:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "temporary folders removed: {leftovers:?}"
+    );
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 5);
+
+    // without a disk cache there is nowhere to stream to: built in memory, not kept
+    let mut nowhere = Materializer::new(None, smallest / 4, 1, None);
+    let m = nowhere.materialize(&recipe(&start)).unwrap();
+    assert_eq!(m.hash, want[0].0);
+    assert_eq!(nowhere.cache_stats().streamed, 0);
+}
