@@ -35,17 +35,7 @@ pub fn write_folder(
     let mut writer = ModelWriter::create(out, write)?;
     // The plan knows every output tensor: stream them to disk as they are merged (a
     // bounded background writer) instead of holding a whole shard in memory.
-    let announced: Vec<Announced> = files
-        .plan
-        .tensors
-        .iter()
-        .map(|t| Announced {
-            name: t.name.clone(),
-            dtype: t.out_dtype,
-            shape: t.shape.clone(),
-        })
-        .collect();
-    writer.expect_tensors(&announced)?;
+    writer.expect_tensors(&announced(files.plan))?;
     writer.set_queue_bytes(writer_queue_bytes(opts.max_memory));
     let sources: Vec<&dyn TensorSource> = files
         .models
@@ -137,4 +127,16 @@ pub fn model_card(files: &FolderFiles, out: &Path) -> String {
     s.push_str(files.recipe_text.trim_end());
     s.push_str("\n```\n");
     s
+}
+
+/// Every output tensor of `plan`, in plan order, as a streaming writer is told to expect.
+pub fn announced(plan: &Plan) -> Vec<Announced> {
+    plan.tensors
+        .iter()
+        .map(|t| Announced {
+            name: t.name.clone(),
+            dtype: t.out_dtype,
+            shape: t.shape.clone(),
+        })
+        .collect()
 }

@@ -20,12 +20,13 @@ use super::{Error, Result};
 use crate::merge::exec::{
     execute, folder_fingerprint, hex, identities, Input, StageIdentity, StageStore,
 };
+use crate::merge::folder::announced;
 use crate::merge::run::{
     run, writer_queue_bytes, Error as MergeError, MemorySink, Result as MergeResult, RunOptions,
     TensorSource,
 };
 use crate::model::safetensors::bytes_to_f32;
-use crate::model::{resolve_model, Announced, Architecture, HfConfig, ModelDir, ModelMap};
+use crate::model::{resolve_model, Architecture, HfConfig, ModelDir, ModelMap};
 use crate::plan::{plan_recipe, InputModel, Plan, PlannedStage, RecipeOptions, TokenizerOrigin};
 use crate::recipe::Recipe;
 
@@ -166,15 +167,7 @@ impl StageStore for MemoryStore<'_> {
         let stored = match self.cache.stream_dir(plan.bytes_written()) {
             // Larger than --cache-mem: straight into its disk cache file as it is merged.
             Some(dir) => {
-                let announced: Vec<Announced> = plan
-                    .tensors
-                    .iter()
-                    .map(|t| Announced {
-                        name: t.name.clone(),
-                        dtype: t.out_dtype,
-                        shape: t.shape.clone(),
-                    })
-                    .collect();
+                let announced = announced(plan);
                 let queue = writer_queue_bytes(opts.max_memory);
                 let mut sink =
                     StageFileSink::create(dir, &id.key, &tokenizer_dir, &announced, queue)
