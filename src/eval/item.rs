@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::run::ItemRecord;
 use super::score::{
     acc_norm_prediction, apply_filters, argmax, exact_match, process_results, ItemMetrics,
 };
@@ -83,7 +84,7 @@ pub(crate) fn generation_target(
 /// One multiple-choice document's metrics from its choices' log-likelihoods: the task's
 /// `process_results` hook when it names one, else `acc` / `acc_norm` against `gold`. The
 /// one rule for live runs and for saved responses (`--responses`).
-pub(crate) fn choice_metrics(
+fn choice_metrics(
     task: &TaskSpec,
     order: &[String],
     doc: &Value,
@@ -109,9 +110,64 @@ pub(crate) fn choice_metrics(
     Ok((metrics, BTreeMap::new()))
 }
 
+/// A scored multiple-choice document as it is recorded (its metrics from [`choice_metrics`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn choice_record(
+    task: &TaskSpec,
+    order: &[String],
+    doc: &Value,
+    doc_id: usize,
+    prompt: String,
+    choices: Vec<String>,
+    gold: usize,
+    ll: Vec<f64>,
+) -> Result<ItemRecord> {
+    let (metrics, sub_scores) = choice_metrics(task, order, doc, doc_id, &choices, gold, &ll)?;
+    Ok(ItemRecord {
+        task: task.name.clone(),
+        doc_id,
+        prompt,
+        target: choices[gold].clone(),
+        correct: order.first().is_some_and(|m| metrics[m] == 1.0),
+        choices: Some(choices),
+        loglikelihoods: Some(ll),
+        generated: None,
+        metrics,
+        sub_scores,
+    })
+}
+
+/// A scored generated document as it is recorded (its metrics from [`generation_metrics`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn generation_record(
+    task: &TaskSpec,
+    order: &[String],
+    filters: &[(String, Vec<FilterStep>)],
+    doc: &Value,
+    doc_id: usize,
+    prompt: String,
+    target: String,
+    text: String,
+) -> Result<ItemRecord> {
+    let (metrics, sub_scores) =
+        generation_metrics(task, order, filters, doc, doc_id, &target, &text)?;
+    Ok(ItemRecord {
+        task: task.name.clone(),
+        doc_id,
+        prompt,
+        target,
+        correct: order.first().is_some_and(|m| metrics[m] == 1.0),
+        choices: None,
+        loglikelihoods: None,
+        generated: Some(text),
+        metrics,
+        sub_scores,
+    })
+}
+
 /// One generated document's metrics: the task's `process_results` hook when it names one
 /// (IFEval), else each metric after each filter pipeline (`exact_match,strict-match`, ...).
-pub(crate) fn generation_metrics(
+fn generation_metrics(
     task: &TaskSpec,
     order: &[String],
     filters: &[(String, Vec<FilterStep>)],

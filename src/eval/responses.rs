@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::item::{
-    choice_metrics, filter_pipelines, generation_metrics, generation_target, gold_index,
+    choice_record, filter_pipelines, generation_record, generation_target, gold_index,
 };
 use super::run::{aggregate_records, ItemRecord, TaskResult};
 use super::score::cut_at_stops;
@@ -204,20 +204,8 @@ pub fn score_task(
                 let target = templates.target(&task.doc_to_target, doc, r.doc_id, true)?;
                 let gold = gold_index(&target, &choices, task, r.doc_id)?;
                 order = task.metrics.iter().map(|m| m.name.clone()).collect();
-                let (metrics, sub_scores) =
-                    choice_metrics(task, &order, doc, r.doc_id, &choices, gold, &ll)?;
-                ItemRecord {
-                    task: task.name.clone(),
-                    doc_id: r.doc_id,
-                    prompt: r.prompt.clone().unwrap_or_default(),
-                    target: choices[gold].clone(),
-                    correct: order.first().is_some_and(|m| metrics[m] == 1.0),
-                    choices: Some(choices),
-                    loglikelihoods: Some(ll),
-                    generated: None,
-                    metrics,
-                    sub_scores,
-                }
+                let prompt = r.prompt.clone().unwrap_or_default();
+                choice_record(task, &order, doc, r.doc_id, prompt, choices, gold, ll)?
             }
             OutputType::GenerateUntil { until, .. } => {
                 let text = r
@@ -228,20 +216,8 @@ pub fn score_task(
                 let target = generation_target(task, &templates, doc, r.doc_id, has_choices)?;
                 let (filters, names) = filter_pipelines(task);
                 order = names;
-                let (metrics, sub_scores) =
-                    generation_metrics(task, &order, &filters, doc, r.doc_id, &target, &text)?;
-                ItemRecord {
-                    task: task.name.clone(),
-                    doc_id: r.doc_id,
-                    prompt: r.prompt.clone().unwrap_or_default(),
-                    target,
-                    correct: order.first().is_some_and(|m| metrics[m] == 1.0),
-                    choices: None,
-                    loglikelihoods: None,
-                    generated: Some(text),
-                    metrics,
-                    sub_scores,
-                }
+                let prompt = r.prompt.clone().unwrap_or_default();
+                generation_record(task, &order, &filters, doc, r.doc_id, prompt, target, text)?
             }
         };
         records.push(record);

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::item::{
-    choice_metrics, filter_pipelines, generation_metrics, generation_target, gold_index,
+    choice_record, filter_pipelines, generation_record, generation_target, gold_index,
 };
 use super::lm::Qwen2Lm;
 use super::prompt::{apply_chat_template, FewshotSource, FEWSHOT_SEED};
@@ -280,20 +280,16 @@ fn multiple_choice(
             .map(|l| l.logprob)
             .collect();
         at += choices.len();
-        let (metrics, sub_scores) =
-            choice_metrics(task, &order, &docs[i], doc_ids[i], &choices, gold, &ll)?;
-        records.push(ItemRecord {
-            task: task.name.clone(),
-            doc_id: doc_ids[i],
-            prompt: prompts[i].clone(),
-            target: choices[gold].clone(),
-            correct: order.first().is_some_and(|m| metrics[m] == 1.0),
-            choices: Some(choices),
-            loglikelihoods: Some(ll),
-            generated: None,
-            metrics,
-            sub_scores,
-        });
+        records.push(choice_record(
+            task,
+            &order,
+            &docs[i],
+            doc_ids[i],
+            prompts[i].clone(),
+            choices,
+            gold,
+            ll,
+        )?);
     }
     Ok((order, records))
 }
@@ -362,20 +358,16 @@ fn generate(
     let mut records = Vec::new();
     for (i, (target, gen_ids)) in targets.into_iter().zip(generated).enumerate() {
         let text = cut_at_stops(&tok.decode(&gen_ids, true)?, &stops);
-        let (metrics, sub_scores) =
-            generation_metrics(task, &order, &filters, &docs[i], doc_ids[i], &target, &text)?;
-        records.push(ItemRecord {
-            task: task.name.clone(),
-            doc_id: doc_ids[i],
-            prompt: prompts[i].clone(),
+        records.push(generation_record(
+            task,
+            &order,
+            &filters,
+            &docs[i],
+            doc_ids[i],
+            prompts[i].clone(),
             target,
-            correct: order.first().is_some_and(|m| metrics[m] == 1.0),
-            choices: None,
-            loglikelihoods: None,
-            generated: Some(text),
-            metrics,
-            sub_scores,
-        });
+            text,
+        )?);
     }
     bar.finish_and_clear();
     Ok((order, records))
