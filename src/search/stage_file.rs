@@ -179,6 +179,8 @@ pub(super) fn open_file(path: &Path, key: &str) -> Result<Mapped> {
 pub struct StageFileSink {
     dir: PathBuf,
     key: String,
+    /// `<dir>/<key>.safetensors`, the file's final name (what errors name).
+    out: PathBuf,
     temp: PathBuf,
     /// `None` once finished (or failed to start).
     streaming: Option<Streaming>,
@@ -203,6 +205,7 @@ impl StageFileSink {
         let mut sink = StageFileSink {
             dir: dir.to_path_buf(),
             key: key.to_string(),
+            out: dir.join(format!("{key}.safetensors")),
             temp,
             streaming: None,
             received: tensors
@@ -229,8 +232,8 @@ impl StageFileSink {
             .values()
             .filter(|(got, want)| got == want)
             .count();
-        let out = self.dir.join(format!("{}.safetensors", self.key));
-        streaming.finish(&out, done)?;
+        let out = &self.out;
+        streaming.finish(out, done)?;
         let shard = match streaming.shards.as_slice() {
             [(path, _)] => path.clone(),
             shards => {
@@ -275,8 +278,7 @@ impl Sink for StageFileSink {
                 "part of {len} bytes at byte {offset} does not fit shape {shape:?}"
             )));
         }
-        let out = self.dir.join(format!("{}.safetensors", self.key));
-        streaming.add_part(&out, name, dtype, shape, offset, bytes)?;
+        streaming.add_part(&self.out, name, dtype, shape, offset, bytes)?;
         *got += len;
         Ok(())
     }

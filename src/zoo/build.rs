@@ -298,7 +298,7 @@ impl Ctx<'_> {
 
     /// The frozen parent a phase that distills its replay learns from.
     fn teacher(&self, parent: &BTreeMap<String, Tensor>, phase: &Phase) -> Result<Option<Twin>> {
-        if !phase.replay_distill {
+        if !phase.distills() {
             return Ok(None);
         }
         Ok(Some(Twin::new(

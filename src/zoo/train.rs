@@ -44,6 +44,11 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// Whether the phase has replay rows scored against its parent (`replay_distill`).
+    pub fn distills(&self) -> bool {
+        self.replay_distill && self.replay_fraction > 0.0 && !self.replay_skills.is_empty()
+    }
+
     /// Learning rate at `step`: linear warmup, then cosine decay to 10% of the peak.
     pub fn lr_at(&self, step: usize) -> f64 {
         if step < self.warmup_steps {
@@ -71,7 +76,7 @@ fn next_batch(phase: &Phase, stream: &mut TrainStream, tokenizer: &Tokenizer) ->
     for _ in 0..phase.batch_size {
         let (mut ids, mut scored) = (Vec::new(), Vec::new());
         let (skill, item) = stream.next_item();
-        let soft = phase.replay_distill && phase.replay_skills.contains(&skill);
+        let soft = phase.distills() && phase.replay_skills.contains(&skill);
         let p = encode(tokenizer, &item.prompt)?;
         let a = encode(tokenizer, &format!("{}\n", item.answer))?;
         scored.extend(std::iter::repeat_n(phase.loss_on_prompt, p.len()));
@@ -138,10 +143,10 @@ pub fn train(
     splits: &EvalSplits,
     tokenizer: &Tokenizer,
     progress: &ProgressBar,
+    // The frozen parent, for a phase that `distills()` (its replay rows count only with it).
     teacher: Option<&Twin>,
 ) -> Result<f32> {
     let twin = Twin::new(shape, params)?;
-    let teacher = teacher.filter(|_| phase.replay_distill && phase.replay_fraction > 0.0);
     let mut stream = TrainStream::for_phase(seed, phase, splits);
     let opt_params = ParamsAdamW {
         lr: phase.lr_at(0),
