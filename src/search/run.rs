@@ -244,7 +244,7 @@ impl<'s> Search<'s> {
                 diff: v.diff,
                 bound: v.bound,
                 incumbent: inc_id,
-                told: inc_fitness + v.bound,
+                told: inc_fitness + v.diff,
                 hash: ev.hash.clone(),
                 merge_s: ev.merge_s,
                 eval_s: ev.eval_s,

@@ -86,12 +86,12 @@ fn zoo_demo_search_validates_and_plans_when_the_zoo_is_present() {
     let genome = lamarck::search::genes::Genome::new(&spec.genes, &spec.recipe_text).unwrap();
     let (_, recipe) = genome.recipe(&genome.start, spec.compat, true).unwrap();
     assert_eq!(recipe.stages.len(), 5);
-    assert_eq!(genome.len(), 16);
+    assert_eq!(genome.len(), 14);
     if repo().join("zoo/generalist/config.json").is_file() {
         let (ok, out, err) = lamarck_in(&["evolve", file.to_str().unwrap(), "--dry-run"], &repo());
         assert!(ok, "{err}");
         assert!(
-            out.contains("search space: 16 gene(s)") && !out.contains("NOT READY"),
+            out.contains("search space: 14 gene(s)") && !out.contains("NOT READY"),
             "{out}"
         );
     }

@@ -168,7 +168,8 @@ fn stopped_candidates_stay_off_the_frontier_and_the_test_split_is_never_read() {
         .map(|r| r[0].parse().unwrap())
         .collect();
     assert!(frontier.is_subset(&full_ids) && frontier.is_disjoint(&raced_ids));
-    // partial rows: items seen < all items, a negative bound, told = incumbent + bound
+    // partial rows: items seen < all items, a negative bound, told = incumbent + the paired
+    // estimate D (≤ U < 0, so below the incumbent)
     let fitness: BTreeMap<u64, f64> = full
         .iter()
         .map(|r| (r[0].parse().unwrap(), r[r.len() - 4].parse().unwrap()))
@@ -177,15 +178,14 @@ fn stopped_candidates_stay_off_the_frontier_and_the_test_split_is_never_read() {
     for r in &raced {
         let g = 2 + genes;
         let (items, of): (usize, usize) = (r[g].parse().unwrap(), r[g + 1].parse().unwrap());
+        let diff: f64 = r[g + 3].parse().unwrap();
         let bound: f64 = r[g + 4].parse().unwrap();
         let incumbent: u64 = r[g + 5].parse().unwrap();
         let told: f64 = r[g + 6].parse().unwrap();
         assert!(items < of && of == 96, "{r:?}");
-        assert!(bound < 0.0, "{r:?}");
-        assert!(
-            (told - (fitness[&incumbent] + bound)).abs() < 1e-12,
-            "{r:?}"
-        );
+        assert!(diff <= bound && bound < 0.0, "{r:?}");
+        assert!((told - (fitness[&incumbent] + diff)).abs() < 1e-12, "{r:?}");
+        assert!(told < fitness[&incumbent], "{r:?}");
         let id: u64 = r[0].parse().unwrap();
         assert!(incumbent < id);
     }
