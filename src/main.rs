@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    lamarck::merge::alloc::keep_freed_memory();
     let cli = lamarck::cli::parse();
     match lamarck::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

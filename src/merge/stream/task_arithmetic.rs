@@ -146,20 +146,15 @@ pub(super) fn prepare_gta(
                         }
                         Ok(())
                     })?;
-                let before = if l1 {
-                    chunk_sums(&mags, |_| true)
-                } else {
-                    Vec::new()
-                };
                 let (keep, before, after) = if sparsifier == Magnitude {
                     let k = floor_count(density, n).max(1);
                     if l1 {
-                        // the mask consumes the magnitudes; L1 after needs them
+                        // the mask consumes the magnitudes; the L1 norms need them
                         let bits = ops::top_k_bits(mags.clone(), k);
-                        let after = chunk_sums(&mags, |j| bits.get(j));
+                        let (before, after) = chunk_sums(&mags, |j| bits.get(j));
                         (bits, before, after)
                     } else {
-                        (ops::top_k_bits(mags, k), before, Vec::new())
+                        (ops::top_k_bits(mags, k), Vec::new(), Vec::new())
                     }
                 } else {
                     let target = floor_count(density, n);
@@ -167,12 +162,12 @@ pub(super) fn prepare_gta(
                     let n_bot = n.saturating_sub(target + n_top);
                     if l1 {
                         let bits = ops::ascending_window_bits(mags.clone(), n_bot, n_bot + target);
-                        let after = chunk_sums(&mags, |j| bits.get(j));
+                        let (before, after) = chunk_sums(&mags, |j| bits.get(j));
                         (bits, before, after)
                     } else {
                         (
                             ops::ascending_window_bits(mags, n_bot, n_bot + target),
-                            before,
+                            Vec::new(),
                             Vec::new(),
                         )
                     }
@@ -285,49 +280,41 @@ fn block_len(blocks: &[Range<usize>]) -> usize {
     blocks.first().map_or(1, |r| r.len().max(1))
 }
 
-/// Σ|m| per fixed chunk of `mags` (f32 bits of magnitudes) over the elements `keep`
-/// accepts, as `ops::l1_norm` sums a tensor whose other elements were set to 0.
-fn chunk_sums(mags: &[u32], keep: impl Fn(usize) -> bool + Sync) -> Vec<f64> {
+/// (Σ|m|, Σ|m| over the elements `keep` accepts) per fixed chunk of `mags` (f32 bits of
+/// magnitudes), as `ops::l1_norm` sums the tensor before and after its other elements were
+/// set to 0.
+fn chunk_sums(mags: &[u32], keep: impl Fn(usize) -> bool + Sync) -> (Vec<f64>, Vec<f64>) {
     mags.par_chunks(CHUNK)
         .enumerate()
         .map(|(c, m)| {
-            m.iter()
-                .enumerate()
-                .map(|(j, &b)| {
-                    if keep(c * CHUNK + j) {
-                        f32::from_bits(b) as f64
-                    } else {
-                        0.0
-                    }
-                })
-                .sum::<f64>()
+            two_sums(m.iter().enumerate().map(|(j, &b)| {
+                let m = f32::from_bits(b) as f64;
+                (m, if keep(c * CHUNK + j) { m } else { 0.0 })
+            }))
         })
-        .collect()
+        .unzip()
 }
 
 /// (Σ|δ|, Σ|kept δ|) per fixed chunk of one block starting at element `start`.
 fn masked_sums(d: &[f32], start: usize, keep: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
-    let before = d
-        .chunks(CHUNK)
-        .map(|c| c.iter().map(|&x| x.abs() as f64).sum::<f64>())
-        .collect();
-    let after = d
-        .chunks(CHUNK)
+    d.chunks(CHUNK)
         .enumerate()
         .map(|(c, x)| {
-            x.iter()
-                .enumerate()
-                .map(|(j, &x)| {
-                    if keep(start + c * CHUNK + j) {
-                        x.abs() as f64
-                    } else {
-                        0.0
-                    }
-                })
-                .sum::<f64>()
+            two_sums(x.iter().enumerate().map(|(j, &x)| {
+                let m = x.abs() as f64;
+                (m, if keep(start + c * CHUNK + j) { m } else { 0.0 })
+            }))
         })
-        .collect();
-    (before, after)
+        .unzip()
+}
+
+/// (Σ aᵢ, Σ bᵢ) over pairs, each summed in order from the start value of `Sum for f64`
+/// (so each equals its own `.sum::<f64>()`), in one pass: the two dependency chains of
+/// additions overlap instead of running one after the other.
+#[inline(always)]
+fn two_sums(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
+    let start: f64 = std::iter::empty::<f64>().sum();
+    pairs.fold((start, start), |(sa, sb), (a, b)| (sa + a, sb + b))
 }
 
 fn unzip_concat(parts: Vec<(Vec<f64>, Vec<f64>)>) -> (Vec<f64>, Vec<f64>) {
