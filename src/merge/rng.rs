@@ -96,6 +96,21 @@ impl Stream {
     pub fn bernoulli(&self, index: u64, p: f64) -> bool {
         self.uniform(index) < p
     }
+
+    /// [`Stream::bernoulli`] with `p` given as [`threshold`]`(p)`: the same answer for every
+    /// index and probability, with one integer comparison per element.
+    #[inline]
+    pub fn keep(&self, index: u64, threshold: u64) -> bool {
+        self.bits(index) >> 11 < threshold
+    }
+}
+
+/// The integer threshold of [`Stream::keep`]: `uniform < p` is `m · 2⁻⁵³ < p` for the
+/// 53-bit integer `m = bits >> 11`; scaling by a power of two is exact, and for an integer
+/// `m`, `m < P ⟺ m < ⌈P⌉`. The cast saturates (p ≥ 1 keeps every m < 2⁵³) and sends p ≤ 0
+/// and NaN to 0 (keeps none), as the float comparison does.
+pub fn threshold(p: f64) -> u64 {
+    (p * (1u64 << 53) as f64).ceil() as u64
 }
 
 #[cfg(test)]
@@ -194,6 +209,38 @@ mod tests {
         let cov = sxy / nf - (sx / nf).powi(2);
         let var = sxx / nf - (sx / nf).powi(2);
         assert!((cov / var).abs() < 0.025, "lag-1 correlation {}", cov / var);
+    }
+
+    #[test]
+    fn integer_threshold_gives_the_bernoulli_answer() {
+        let s = key(3, "s", "t").stream(1);
+        let mut probs = vec![
+            0.0,
+            -0.0,
+            -1.0,
+            1.0,
+            1.5,
+            f64::NAN,
+            f64::INFINITY,
+            1e-300,
+            0.5,
+        ];
+        // f32 probabilities as DELLA computes them, and ones that land on a draw exactly
+        for i in 0..2000u64 {
+            probs.push((0.3f32 + (i as f32 / 1999.0) * 0.2) as f64);
+            probs.push(s.uniform(i));
+            probs.push(s.uniform(i) + 1e-17);
+        }
+        for &p in &probs {
+            let t = threshold(p);
+            for i in 0..300u64 {
+                assert_eq!(s.keep(i, t), s.bernoulli(i, p), "p {p} index {i}");
+            }
+        }
+        for i in 0..2000u64 {
+            let p = s.uniform(i);
+            assert!(!s.keep(i, threshold(p)) && s.keep(i, threshold(p + 1e-16)));
+        }
     }
 
     #[test]

@@ -48,18 +48,82 @@ impl DType {
     }
 }
 
+/// A dtype's rounding as a type, so that a kernel generic over it is compiled once per dtype
+/// with the rounding inlined (a loop calling [`DType::round`] re-tests the dtype per element
+/// and does not vectorise). [`DType::with_rounding`] picks the type for a runtime dtype.
+pub trait Rounding: Copy + Send + Sync + 'static {
+    /// `DType::round` of this dtype.
+    fn round(x: f32) -> f32;
+}
+
+/// f32: no rounding.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundF32;
+/// Round to f16 and back.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundF16;
+/// Round to bf16 and back.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundBf16;
+
+impl Rounding for RoundF32 {
+    #[inline(always)]
+    fn round(x: f32) -> f32 {
+        x
+    }
+}
+
+impl Rounding for RoundF16 {
+    #[inline(always)]
+    fn round(x: f32) -> f32 {
+        half::f16::from_f32(x).to_f32()
+    }
+}
+
+impl Rounding for RoundBf16 {
+    #[inline(always)]
+    fn round(x: f32) -> f32 {
+        round_bf16(x)
+    }
+}
+
+/// `$body` with the type `$R` bound to the [`Rounding`] of the runtime dtype `$dtype`:
+/// `with_rounding!(dtype, R => kernel::<R>(..))` compiles `kernel` once per dtype.
+macro_rules! with_rounding {
+    ($dtype:expr, $R:ident => $body:expr) => {
+        match $dtype {
+            $crate::model::DType::F32 => {
+                type $R = $crate::model::dtype::RoundF32;
+                $body
+            }
+            $crate::model::DType::F16 => {
+                type $R = $crate::model::dtype::RoundF16;
+                $body
+            }
+            $crate::model::DType::BF16 => {
+                type $R = $crate::model::dtype::RoundBf16;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_rounding;
+
 /// `half::bf16::from_f32(x).to_f32()` as plain bit arithmetic the compiler can inline and
 /// vectorise (the merge kernels call it per element): round to nearest even on the upper
 /// 16 bits; NaN stays NaN with its quiet bit set, exactly as `half` does.
 #[inline(always)]
 fn round_bf16(x: f32) -> f32 {
     let bits = x.to_bits();
+    // Both candidates computed and one selected, without branches (so loops vectorise).
+    let nan = (bits >> 16) | 0x0040;
+    let round_bit = 0x0000_8000;
+    let up = ((bits & round_bit != 0) & (bits & (3 * round_bit - 1) != 0)) as u32;
+    let rounded = (bits >> 16) + up;
     let upper = if bits & 0x7FFF_FFFF > 0x7F80_0000 {
-        (bits >> 16) | 0x0040
+        nan
     } else {
-        let round_bit = 0x0000_8000;
-        let up = (bits & round_bit != 0 && bits & (3 * round_bit - 1) != 0) as u32;
-        (bits >> 16) + up
+        rounded
     };
     f32::from_bits(upper << 16)
 }

@@ -11,7 +11,8 @@ What it does, in one run:
 1. `lamarck synth --preset qwen2-0-5b` writes a family (base + 3 fine-tunes: ft-dense,
    ft-sparse, ft-lowrank; bf16, Qwen2.5-0.5B's shape) and the same at twice the depth
    (48 layers) for the memory check. Reused when already present (same seed, same bytes).
-2. For each recipe (ties, della, slerp, a 3-stage della → slerp → ties), in this order:
+2. For each recipe (ties, della, della_linear, model_stock, slerp, a 3-stage della → slerp →
+   ties: every method of the Lamarck recipe), in this order:
    the I/O floor, lamarck, mergekit. Each is timed from a cold page cache for the model
    files (see "Page cache" below); wall time includes an fsync of every output file (lamarck
    fsyncs its own output; mergekit does not, so the harness does it inside its timing).
@@ -101,6 +102,24 @@ def recipes(fam, layers):
             {"model": m("ft-lowrank"), "parameters": {"weight": 0.2}},
         ],
     }
+    della_linear = {
+        "merge_method": "della_linear",
+        "base_model": m("base"),
+        "dtype": "bfloat16",
+        "parameters": {"density": 0.6, "epsilon": 0.15, "lambda": 1.0},
+        "models": [
+            {"model": m("ft-dense"), "parameters": {"weight": 0.5}},
+            {"model": m("ft-sparse"), "parameters": {"weight": 0.3}},
+            {"model": m("ft-lowrank"), "parameters": {"weight": 0.2}},
+        ],
+    }
+    model_stock = {
+        "merge_method": "model_stock",
+        "base_model": m("base"),
+        "dtype": "bfloat16",
+        "models": [{"model": m("ft-dense")}, {"model": m("ft-sparse")},
+                   {"model": m("ft-lowrank")}],
+    }
     slerp = {
         "merge_method": "slerp",
         "base_model": m("base"),
@@ -146,6 +165,8 @@ def recipes(fam, layers):
     return {
         "ties": ([ties], one(ties)),
         "della": ([della], one(della)),
+        "della_linear": ([della_linear], one(della_linear)),
+        "model_stock": ([model_stock], one(model_stock)),
         "slerp": ([slerp], one(slerp)),
         "3-stage": ([stage1, stage2, final], [
             ([m("ft-dense"), m("ft-sparse"), m("base")], "@stage1-della"),
@@ -268,7 +289,7 @@ def main():
     ap.add_argument("--mergekit-bin", help="folder with mergekit-yaml / mergekit-multi")
     ap.add_argument("--work", default="target/bench-merge")
     ap.add_argument("--cache", choices=["cold", "warm"], default="cold")
-    ap.add_argument("--only", default="ties,della,slerp,3-stage")
+    ap.add_argument("--only", default="ties,della,della_linear,model_stock,slerp,3-stage")
     ap.add_argument("--no-double", action="store_true", help="skip the 48-layer runs")
     ap.add_argument("--threads", type=int, default=0, help="lamarck --threads (0 = all cores)")
     ap.add_argument("--max-memory", default="1G", help="lamarck --max-memory (default 1G)")

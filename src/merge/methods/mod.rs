@@ -246,9 +246,12 @@ pub(crate) fn delta(a: &[f32], b: &[f32], dtype: DType) -> Vec<f32> {
                 .zip(b.par_chunks(super::ops::CHUNK)),
         )
         .for_each(|(o, (x, y))| {
-            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                *o = dtype.round(x - y);
+            fn run<R: crate::model::dtype::Rounding>(o: &mut [f32], x: &[f32], y: &[f32]) {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = R::round(x - y);
+                }
             }
+            crate::model::dtype::with_rounding!(dtype, R => run::<R>(o, x, y))
         });
     out
 }

@@ -32,6 +32,7 @@ use rayon::prelude::*;
 
 use super::{Error, TensorJob};
 use crate::merge::ops::{self, round64, CHUNK};
+use crate::model::dtype::Rounding;
 use crate::model::DType;
 
 pub use crate::registry::MODEL_STOCK as SPEC;
@@ -42,14 +43,11 @@ fn dot(a: &[f32], c: &[f32], dtype: DType) -> f64 {
     let parts: Vec<f64> = a
         .par_chunks(CHUNK)
         .zip(c.par_chunks(CHUNK))
-        .map(|(a, c)| {
-            a.iter()
-                .zip(c)
-                .map(|(&a, &c)| match dtype {
-                    DType::F32 => a as f64 * c as f64,
-                    _ => dtype.round(a * c) as f64,
-                })
-                .sum::<f64>()
+        .map(|(a, c)| match dtype {
+            DType::F32 => a.iter().zip(c).map(|(&a, &c)| a as f64 * c as f64).sum(),
+            _ => crate::model::dtype::with_rounding!(dtype, R => {
+                a.iter().zip(c).map(|(&a, &c)| R::round(a * c) as f64).sum::<f64>()
+            }),
         })
         .collect();
     parts.iter().sum()
@@ -105,21 +103,38 @@ pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
             ratio(&ds, dtype) as f32
         })
         .collect();
-    let k = job.models.len() as f32;
-    let rd = |x: f32| dtype.round(x);
     let mut out = vec![0f32; n];
+    crate::model::dtype::with_rounding!(dtype, R => blend::<R>(job, base, &ratios, row, &mut out));
+    Ok(out)
+}
+
+/// `out = t·mean(X) + (1−t)·B` per element, `t` of the element's row; whole-chunk passes
+/// with the rounding known at compile time (they vectorise).
+fn blend<R: Rounding>(job: &TensorJob, base: &[f32], ratios: &[f32], row: usize, out: &mut [f32]) {
+    let k = job.models.len() as f32;
+    let rd = R::round;
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
         let start = c * CHUNK;
-        for (j, o) in o.iter_mut().enumerate() {
-            let idx = start + j;
-            let t = ratios[idx / row];
-            // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
-            let sum = job.models.iter().fold(0f32, |acc, m| rd(acc + m.data[idx]));
-            let mean = rd(sum / k);
-            *o = rd(t * mean) + rd(rd(1.0 - t) * base[idx]);
+        // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
+        o.fill(0.0);
+        for m in &job.models {
+            for (s, &x) in o.iter_mut().zip(&m.data[start..]) {
+                *s = rd(*s + x);
+            }
+        }
+        // runs of elements sharing one t (a row, or the whole chunk)
+        let mut j = 0;
+        while j < o.len() {
+            let t = ratios[(start + j) / row];
+            let end = o.len().min((start + j) / row * row + row - start);
+            let (a, b) = (rd(1.0 - t), &base[start + j..start + end]);
+            for (o, &b) in o[j..end].iter_mut().zip(b) {
+                let mean = rd(*o / k);
+                *o = rd(t * mean) + rd(a * b);
+            }
+            j = end;
         }
     });
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -239,13 +239,13 @@ fn resolve_ties(
                 }
             }
         });
+    // Bit arithmetic rather than branches or an indexed load (ties are scattered at random,
+    // so branches mispredict), which also lets the partition's scans vectorise.
+    let (v0, flip) = (values[0], values[0] ^ values[1]);
     let decode = move |e: u32| {
-        let v = values[(e >> 30 & 1) as usize];
-        if e & TIE != 0 {
-            v
-        } else {
-            e
-        }
+        let tie = ((e as i32) >> 31) as u32; // all ones for a tie entry
+        let v = v0 ^ (flip & 0u32.wrapping_sub(e >> 30 & 1));
+        (v & tie) | (e & !tie)
     };
     if descending {
         torch_sort::select_by(mags, |a, b| decode(*a) > decode(*b), bounds);

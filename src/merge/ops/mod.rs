@@ -212,9 +212,10 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
         }
         // DELLA with ε = 0 is DARE: the same draws, so the same mask for the same seed.
         Sparsifier::Random => {
+            let threshold = super::rng::threshold(density);
             apply_mask(
                 delta,
-                |i| stream.bernoulli(i as u64, density),
+                |i| stream.keep(i as u64, threshold),
                 args.rescale,
                 |_| density,
                 args.dtype,
@@ -224,13 +225,23 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
         Sparsifier::DellaMagprune if args.epsilon == 0.0 => {
             sparsify(delta, Sparsifier::Random, args, stream);
         }
-        Sparsifier::DellaMagprune => {
+        Sparsifier::DellaMagprune if args.rescale == Rescale::InverseProbability => {
             let probs = della_keep_probabilities(delta, density, args.epsilon, args.row_len);
             apply_mask(
                 delta,
                 |i| stream.bernoulli(i as u64, probs[i] as f64),
                 args.rescale,
                 |i| probs[i] as f64,
+                args.dtype,
+            );
+        }
+        Sparsifier::DellaMagprune => {
+            let keep = della_keep_bits(delta, density, args.epsilon, args.row_len, stream, 0);
+            apply_mask(
+                delta,
+                |i| keep.get(i),
+                args.rescale,
+                |_| density,
                 args.dtype,
             );
         }
@@ -266,6 +277,77 @@ pub fn della_keep_probabilities(
             }
         });
     probs
+}
+
+/// DELLA's keep mask: element `i` is kept when `stream.bernoulli(offset + i, pᵢ)` with `pᵢ`
+/// from [`della_keep_probabilities`], the same draws, without the per-element probability
+/// array: per row, each rank's probability becomes an integer threshold once
+/// ([`rng::threshold`](super::rng::threshold)) and each element's draw is compared with
+/// its rank's.
+pub fn della_keep_bits(
+    delta: &[f32],
+    density: f64,
+    epsilon: f64,
+    row_len: usize,
+    stream: Stream,
+    offset: usize,
+) -> Bits {
+    use super::rng::threshold;
+    let n = delta.len();
+    let row_len = row_len.max(1).min(n.max(1));
+    let low = (density - epsilon) as f32;
+    let span = (2.0 * epsilon) as f32;
+    // per rank, for a row of `len` elements (as della_keep_probabilities computes p)
+    let table = |len: usize| -> Vec<u64> {
+        if len == 1 {
+            return vec![threshold(density as f32 as f64)];
+        }
+        let denom = (len - 1) as f32;
+        (0..len)
+            .map(|rank| threshold((low + (rank as f32 / denom) * span) as f64))
+            .collect()
+    };
+    let full = table(row_len);
+    // Rows in jobs of whole words: `group` elements are both whole rows and whole words.
+    let group = lcm(row_len, 64);
+    let mut words = vec![0u64; n.div_ceil(64)];
+    words
+        .par_chunks_mut(group / 64)
+        .zip(delta.par_chunks(group))
+        .enumerate()
+        .for_each_init(RowScratch::default, |scratch, (job, (words, rows))| {
+            for (r, row) in rows.chunks(row_len).enumerate() {
+                let short;
+                let t = if row.len() == row_len {
+                    &full
+                } else {
+                    short = table(row.len());
+                    &short
+                };
+                let first = r * row_len; // within the job
+                let at = (offset + job * group + first) as u64;
+                let mut ranked = |rank: usize, idx: usize| {
+                    let kept = stream.keep(at + idx as u64, t[rank]);
+                    let i = first + idx;
+                    words[i / 64] |= u64::from(kept) << (i % 64);
+                };
+                if row.len() == 1 {
+                    ranked(0, 0);
+                } else {
+                    scratch.rank_row(row, &mut ranked);
+                }
+            }
+        });
+    Bits::from_words(words, n)
+}
+
+/// Least common multiple (block and job sizes that are whole rows and whole chunks).
+pub fn lcm(a: usize, b: usize) -> usize {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x * b
 }
 
 /// Per-thread buffers of [`della_keep_probabilities`].

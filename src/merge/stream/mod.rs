@@ -122,18 +122,10 @@ pub fn granule(method: &MethodSpec, shape: &[usize]) -> usize {
     .max(1);
     let della = matches!(method.kernel, Kernel::TaskArithmetic(v) if v.sparsifier == Some(Sparsifier::DellaMagprune));
     if della {
-        lcm(CHUNK, row_len)
+        super::ops::lcm(CHUNK, row_len)
     } else {
         CHUNK
     }
-}
-
-fn lcm(a: usize, b: usize) -> usize {
-    let (mut x, mut y) = (a, b);
-    while y != 0 {
-        (x, y) = (y, x % y);
-    }
-    a / x * b
 }
 
 /// The blocks of `0..n` for a block size (rounded down to a multiple of `granule`, at

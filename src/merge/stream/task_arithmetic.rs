@@ -13,6 +13,7 @@ use crate::merge::methods::{ModelTensor, TensorJob};
 use crate::merge::ops::{self, floor_count, round64, Bits, Rescale, CHUNK};
 use crate::merge::rng::Stream;
 use crate::merge::run::{Error, Result};
+use crate::model::dtype::Rounding;
 use crate::model::DType;
 use crate::registry::Sparsifier;
 
@@ -36,7 +37,11 @@ enum Keep {
     All,
     Nothing,
     Bits(Bits),
-    Random { stream: Stream, p: f64 },
+    /// DARE: each element's own draw against `rng::threshold(density)`.
+    Random {
+        stream: Stream,
+        threshold: u64,
+    },
 }
 
 impl Keep {
@@ -46,7 +51,7 @@ impl Keep {
             Keep::All => true,
             Keep::Nothing => false,
             Keep::Bits(b) => b.get(i),
-            Keep::Random { stream, p } => stream.bernoulli(i as u64, *p),
+            Keep::Random { stream, threshold } => stream.keep(i as u64, *threshold),
         }
     }
 }
@@ -59,9 +64,14 @@ enum Post {
     Inverse(f64),
 }
 
-/// `r(x − b)` for one block: model `i`'s task vector.
-fn task_vector(x: &[f32], b: &[f32], dtype: DType) -> Vec<f32> {
-    x.iter().zip(b).map(|(&x, &y)| dtype.round(x - y)).collect()
+/// `x ← r(x − b)` for one block: a model's task vector.
+fn task_vector(x: &mut [f32], b: &[f32], dtype: DType) {
+    fn run<R: Rounding>(x: &mut [f32], b: &[f32]) {
+        x.iter_mut()
+            .zip(b)
+            .for_each(|(x, &y)| *x = R::round(*x - y));
+    }
+    crate::model::dtype::with_rounding!(dtype, R => run::<R>(x, b))
 }
 
 pub(super) fn prepare_gta(
@@ -131,7 +141,9 @@ pub(super) fn prepare_gta(
             sparsifier = Random;
         }
         let delta = |r: &Range<usize>| -> Result<Vec<f32>> {
-            Ok(task_vector(&reader(r.clone())?, &base(r.clone())?, dtype))
+            let mut x = reader(r.clone())?;
+            task_vector(&mut x, &base(r.clone())?, dtype);
+            Ok(x)
         };
         // (keep, Σ|δ| per chunk, Σ|kept δ| per chunk); the sums only when rescaling by L1.
         let l1 = rescale == Rescale::L1;
@@ -175,7 +187,10 @@ pub(super) fn prepare_gta(
                 (Keep::Bits(keep), before, after)
             }
             Random => {
-                let keep = Keep::Random { stream, p: density };
+                let keep = Keep::Random {
+                    stream,
+                    threshold: crate::merge::rng::threshold(density),
+                };
                 if !l1 {
                     (keep, Vec::new(), Vec::new())
                 } else {
@@ -192,46 +207,30 @@ pub(super) fn prepare_gta(
             }
             DellaMagprune => {
                 // Per row: ranks → keep probabilities → one draw per element (blocks
-                // hold whole rows).
+                // hold whole rows and whole mask words).
                 let row_len = job.row_len();
                 let parts = blocks
                     .par_iter()
-                    .map(|r| -> Result<(Vec<u64>, Vec<f64>, Vec<f64>)> {
+                    .map(|r| -> Result<(Bits, Vec<f64>, Vec<f64>)> {
                         let d = delta(r)?;
-                        let probs = ops::della_keep_probabilities(&d, density, epsilon, row_len);
-                        let words: Vec<u64> = (0..d.len().div_ceil(64))
-                            .map(|w| {
-                                (0..64.min(d.len() - w * 64)).fold(0u64, |acc, b| {
-                                    let j = w * 64 + b;
-                                    let kept =
-                                        stream.bernoulli((r.start + j) as u64, probs[j] as f64);
-                                    acc | (u64::from(kept) << b)
-                                })
-                            })
-                            .collect();
+                        let keep =
+                            ops::della_keep_bits(&d, density, epsilon, row_len, stream, r.start);
                         let (before, after) = if l1 {
-                            masked_sums(&d, 0, |j| words[j / 64] >> (j % 64) & 1 == 1)
+                            masked_sums(&d, 0, |j| keep.get(j))
                         } else {
                             (Vec::new(), Vec::new())
                         };
-                        Ok((words, before, after))
+                        Ok((keep, before, after))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let mut bits = Bits::new(n);
+                let mut words = Vec::with_capacity(n.div_ceil(64));
                 let (mut before, mut after) = (Vec::new(), Vec::new());
-                for (r, (words, b, a)) in blocks.iter().zip(parts) {
-                    for (w, word) in words.iter().enumerate() {
-                        let mut word = *word;
-                        while word != 0 {
-                            let b = word.trailing_zeros() as usize;
-                            bits.set(r.start + w * 64 + b);
-                            word &= word - 1;
-                        }
-                    }
+                for (keep, b, a) in parts {
+                    words.extend((0..keep.len().div_ceil(64)).map(|w| keep.word(w)));
                     before.extend(b);
                     after.extend(a);
                 }
-                (Keep::Bits(bits), before, after)
+                (Keep::Bits(Bits::from_words(words, n)), before, after)
             }
         };
         let post = match rescale {
@@ -327,116 +326,135 @@ fn unzip_concat(parts: Vec<(Vec<f64>, Vec<f64>)>) -> (Vec<f64>, Vec<f64>) {
 }
 
 pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
-    let dtype = job.compute_dtype;
-    let r = |x: f32| dtype.round(x);
-    let base = base_reader(job, "task arithmetic")?(range.clone())?;
-    // W_i = r(w_i · sparsified δ_i), one array per model, in one fused pass. A dropped
-    // element is +0, and +0 stays +0 through the rescale (factor > 0), as in the
-    // whole-tensor kernel.
-    let mut weighted = Vec::with_capacity(job.models.len());
-    for (((reader, _), mask), &w) in job.models.iter().zip(&g.masks).zip(&g.weights) {
-        let mut d = reader(range.clone())?;
-        match mask.post {
-            Post::None => fuse(&mut d, &base, range.start, &mask.keep, |v| v, w, dtype),
-            Post::Factor(f) => fuse(
-                &mut d,
-                &base,
-                range.start,
-                &mask.keep,
-                move |v: f32| dtype.round(v * f),
-                w,
-                dtype,
-            ),
-            Post::Inverse(p) => fuse(
-                &mut d,
-                &base,
-                range.start,
-                &mask.keep,
-                move |v: f32| dtype.round((v as f64 / p) as f32),
-                w,
-                dtype,
-            ),
-        }
-        weighted.push(d);
-    }
-    // Element-wise mixing, written as whole-array passes (which vectorise) that perform
-    // exactly the per-element operations of the whole-tensor kernel, in the same order.
+    crate::model::dtype::with_rounding!(job.compute_dtype, R => apply_gta_r::<R>(g, job, range))
+}
+
+/// Elements per pass of [`apply_gta_r`]: its scratch (one row per model, three more) stays
+/// in the L1/L2 cache instead of streaming block-long arrays through memory once per step.
+const SUB: usize = 1024;
+
+/// [`apply_gta`] with the compute dtype's rounding known at compile time, so the
+/// element-wise passes below vectorise.
+fn apply_gta_r<R: Rounding>(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
+    let r = R::round;
+    let mut out = base_reader(job, "task arithmetic")?(range.clone())?;
+    let inputs = job
+        .models
+        .iter()
+        .map(|(reader, _)| reader(range.clone()))
+        .collect::<Result<Vec<_>>>()?;
     // `Sum` for f32 folds from a fixed start value (−0.0 in current Rust); start from it.
     let start: f32 = std::iter::empty::<f32>().sum();
+    let mut weighted = vec![0f32; inputs.len() * SUB];
+    let (mut total, mut mixed, mut divisor) = ([0f32; SUB], [0f32; SUB], [0f32; SUB]);
     let n = range.len();
-    let mut total = vec![start; n];
-    for w_d in &weighted {
-        for (t, &x) in total.iter_mut().zip(w_d) {
-            *t += x;
-        }
-    }
-    let mut out = base;
-    if g.consensus {
-        // majority sign of r(Σ W); agreeing models add their W and their weight
-        total.iter_mut().for_each(|t| *t = r(*t));
-        let mut mixed = vec![0f32; n];
-        let mut divisor = vec![0f32; n];
-        for (w_d, &w) in weighted.iter().zip(&g.weights) {
-            for (((m, d), &x), &t) in mixed
-                .iter_mut()
-                .zip(divisor.iter_mut())
-                .zip(w_d)
-                .zip(&total)
-            {
-                let agree = if t >= 0.0 { x > 0.0 } else { x < 0.0 };
-                // A non-agreeing model adds +0: the sums start at +0 and only grow by
-                // non-zero values, so this equals skipping it.
-                *m += if agree { x } else { 0.0 };
-                *d += if agree { w } else { 0.0 };
+    for s in (0..n).step_by(SUB) {
+        let len = SUB.min(n - s);
+        let base = &mut out[s..s + len];
+        // W_i = r(w_i · sparsified δ_i), one row per model. A dropped element is +0, and
+        // +0 stays +0 through the rescale (factor > 0), as in the whole-tensor kernel.
+        for (i, ((x, mask), &w)) in inputs.iter().zip(&g.masks).zip(&g.weights).enumerate() {
+            let (x, row) = (&x[s..s + len], &mut weighted[i * SUB..i * SUB + len]);
+            let at = range.start + s;
+            match mask.post {
+                Post::None => fuse::<R, _>(row, x, base, at, &mask.keep, |v| v, w),
+                Post::Factor(f) => {
+                    fuse::<R, _>(row, x, base, at, &mask.keep, move |v| R::round(v * f), w)
+                }
+                Post::Inverse(p) => fuse::<R, _>(
+                    row,
+                    x,
+                    base,
+                    at,
+                    &mask.keep,
+                    move |v: f32| R::round((v as f64 / p) as f32),
+                    w,
+                ),
             }
         }
-        for ((o, &m), &d) in out.iter_mut().zip(&mixed).zip(&divisor) {
-            let d = r(d);
-            *o += finish(g, r, r(m), if d == 0.0 { 1.0 } else { d });
+        // Element-wise mixing, as whole-row passes (which vectorise) that perform exactly
+        // the per-element operations of the whole-tensor kernel, in the same order.
+        let total = &mut total[..len];
+        total.fill(start);
+        for row in weighted.chunks(SUB) {
+            for (t, &x) in total.iter_mut().zip(row) {
+                *t += x;
+            }
         }
-    } else {
-        for (o, &t) in out.iter_mut().zip(&total) {
-            *o += finish(g, r, r(t), g.linear_divisor);
+        if g.consensus {
+            // majority sign of r(Σ W); agreeing models add their W and their weight
+            total.iter_mut().for_each(|t| *t = r(*t));
+            let (mixed, divisor) = (&mut mixed[..len], &mut divisor[..len]);
+            mixed.fill(0.0);
+            divisor.fill(0.0);
+            for (row, &w) in weighted.chunks(SUB).zip(&g.weights) {
+                for (((m, d), &x), &t) in mixed
+                    .iter_mut()
+                    .zip(divisor.iter_mut())
+                    .zip(row)
+                    .zip(&*total)
+                {
+                    let agree = if t >= 0.0 { x > 0.0 } else { x < 0.0 };
+                    // A non-agreeing model adds +0: the sums start at +0 and only grow by
+                    // non-zero values, so this equals skipping it.
+                    *m += if agree { x } else { 0.0 };
+                    *d += if agree { w } else { 0.0 };
+                }
+            }
+            for ((o, &m), &d) in base.iter_mut().zip(&*mixed).zip(&*divisor) {
+                let d = r(d);
+                *o += finish::<R>(g, r(m), if d == 0.0 { 1.0 } else { d });
+            }
+        } else {
+            for (o, &t) in base.iter_mut().zip(&*total) {
+                *o += finish::<R>(g, r(t), g.linear_divisor);
+            }
         }
     }
     Ok(out)
 }
 
-/// `d ← r(w · post(keep ? r(d − base) : 0))` over one block starting at element `at`.
+/// `row ← r(w · post(keep ? r(x − base) : 0))` over elements starting at element `at`.
 #[inline(always)]
-fn fuse<P: Fn(f32) -> f32 + Copy>(
-    d: &mut [f32],
+fn fuse<R: Rounding, P: Fn(f32) -> f32 + Copy>(
+    row: &mut [f32],
+    x: &[f32],
     base: &[f32],
     at: usize,
     keep: &Keep,
     post: P,
     w: f32,
-    dtype: DType,
 ) {
-    let r = |x: f32| dtype.round(x);
+    let r = R::round;
     // what a dropped element becomes (+0 through post and the weight)
     let dropped = r(w * post(0.0));
+    let elems = row.iter_mut().zip(x).zip(base);
     match keep {
         Keep::All => {
-            for (x, &b) in d.iter_mut().zip(base) {
-                *x = r(w * post(r(*x - b)));
+            for ((o, &x), &b) in elems {
+                *o = r(w * post(r(x - b)));
             }
         }
-        Keep::Nothing => d.fill(dropped),
-        // blocks start at multiples of 64 elements: whole mask words
+        Keep::Nothing => row.fill(dropped),
+        // passes start at multiples of 64 elements: whole mask words
         Keep::Bits(bits) if at % 64 == 0 => {
-            for (c, (xs, bs)) in d.chunks_mut(64).zip(base.chunks(64)).enumerate() {
+            for (c, ((os, xs), bs)) in row
+                .chunks_mut(64)
+                .zip(x.chunks(64))
+                .zip(base.chunks(64))
+                .enumerate()
+            {
                 let word = bits.word(at / 64 + c);
-                for (k, (x, &b)) in xs.iter_mut().zip(bs).enumerate() {
-                    let kept = r(w * post(r(*x - b)));
-                    *x = if word >> k & 1 == 1 { kept } else { dropped };
+                for (k, ((o, &x), &b)) in os.iter_mut().zip(xs).zip(bs).enumerate() {
+                    let kept = r(w * post(r(x - b)));
+                    *o = if word >> k & 1 == 1 { kept } else { dropped };
                 }
             }
         }
         keep => {
-            for (j, (x, &b)) in d.iter_mut().zip(base).enumerate() {
-                *x = if keep.get(at + j) {
-                    r(w * post(r(*x - b)))
+            for (j, ((o, &x), &b)) in elems.enumerate() {
+                *o = if keep.get(at + j) {
+                    r(w * post(r(x - b)))
                 } else {
                     dropped
                 };
@@ -447,12 +465,12 @@ fn fuse<P: Fn(f32) -> f32 + Copy>(
 
 /// Normalisation and λ on one mixed value, rounded as the whole-tensor kernel rounds them.
 #[inline(always)]
-fn finish(g: &Gta, r: impl Fn(f32) -> f32, mut mixed: f32, divisor: f32) -> f32 {
+fn finish<R: Rounding>(g: &Gta, mut mixed: f32, divisor: f32) -> f32 {
     if g.normalize {
-        mixed = r(mixed / divisor);
+        mixed = R::round(mixed / divisor);
     }
     if g.lambda != 1.0 {
-        mixed = r(mixed * g.lambda as f32);
+        mixed = R::round(mixed * g.lambda as f32);
     }
     mixed
 }
