@@ -65,6 +65,14 @@ fn recipes() -> Vec<String> {
         ));
         out.push(gta(method, "epsilon: 0.0", three));
     }
+    let plain = "  - model: b\n  - model: c\n  - model: d\n";
+    for filter_wise in [false, true] {
+        out.push(gta(
+            "model_stock",
+            &format!("filter_wise: {filter_wise}"),
+            plain,
+        ));
+    }
     out.push(gta(
         "breadcrumbs",
         "gamma: 0.2",

@@ -31,42 +31,57 @@
 use rayon::prelude::*;
 
 use super::{Error, TensorJob};
-use crate::merge::ops::{self, round64, CHUNK};
+use crate::merge::ops::{round64, CHUNK};
 use crate::model::dtype::Rounding;
 use crate::model::DType;
 
 pub use crate::registry::MODEL_STOCK as SPEC;
 
-/// Σ r(aᵢ·cᵢ) in f64 over fixed chunks (deterministic for any thread count); `r` rounds
-/// each product to the compute dtype as mergekit's elementwise product does.
-fn dot(a: &[f32], c: &[f32], dtype: DType) -> f64 {
-    let parts: Vec<f64> = a
-        .par_chunks(CHUNK)
-        .zip(c.par_chunks(CHUNK))
-        .map(|(a, c)| match dtype {
-            DType::F32 => a.iter().zip(c).map(|(&a, &c)| a as f64 * c as f64).sum(),
-            _ => crate::model::dtype::with_rounding!(dtype, R => {
-                a.iter().zip(c).map(|(&a, &c)| R::round(a * c) as f64).sum::<f64>()
-            }),
-        })
+/// The sums one stretch of at most [`CHUNK`] elements adds to the ratio, for task vectors
+/// `ds` (the same stretch of each): Σ dᵢ² per model, then Σ r(dᵢ·dⱼ) per pair i < j (`r`
+/// rounds each product to the compute dtype, as mergekit's elementwise product does), each
+/// in f64 in element order.
+pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
+    let mut out: Vec<f64> = ds
+        .iter()
+        .map(|d| d.iter().map(|&x| x as f64 * x as f64).sum::<f64>())
         .collect();
-    parts.iter().sum()
+    for i in 0..ds.len() {
+        for j in i + 1..ds.len() {
+            let (a, c) = (ds[i], ds[j]);
+            out.push(match dtype {
+                DType::F32 => a.iter().zip(c).map(|(&a, &c)| a as f64 * c as f64).sum(),
+                _ => crate::model::dtype::with_rounding!(dtype, R => {
+                    a.iter().zip(c).map(|(&a, &c)| R::round(a * c) as f64).sum::<f64>()
+                }),
+            });
+        }
+    }
+    out
 }
 
-/// The interpolation ratio t for one vector from the task vectors' slices. Scalars are
-/// rounded to the compute dtype where mergekit's torch scalars are (no-op for f32).
-fn ratio(deltas: &[&[f32]], dtype: DType) -> f64 {
+/// The interpolation ratio t of one vector (the whole tensor, or one row) from its
+/// [`chunk_sums`], chunk by chunk in order (each total summed in that order, so any
+/// blocking gives the same bits). Scalars are rounded to the compute dtype where
+/// mergekit's torch scalars are (no-op for f32).
+pub(crate) fn ratio_from(parts: &[Vec<f64>], k: usize, dtype: DType) -> f64 {
     let r = |x: f64| round64(dtype, x);
-    let k = deltas.len();
-    let norms: Vec<f64> = deltas
-        .iter()
-        .map(|d| r(ops::sum_f64(d, |x| x as f64 * x as f64).sqrt()))
-        .collect();
+    let total = |c: usize| {
+        parts
+            .iter()
+            .map(|p| p[c])
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum::<f64>()
+    };
+    let norms: Vec<f64> = (0..k).map(|i| r(total(i).sqrt())).collect();
     let mut cosines = Vec::new();
+    let mut pair = k;
     for i in 0..k {
         for j in i + 1..k {
             let product = r(norms[i] * norms[j]).max(1e-6);
-            cosines.push(r(r(dot(deltas[i], deltas[j], dtype)) / product).clamp(-1.0, 1.0));
+            cosines.push(r(r(total(pair)) / product).clamp(-1.0, 1.0));
+            pair += 1;
         }
     }
     let cos = r(cosines.iter().sum::<f64>() / cosines.len() as f64);
@@ -76,6 +91,20 @@ fn ratio(deltas: &[&[f32]], dtype: DType) -> f64 {
     } else {
         r(r(k as f64 * cos) / denominator)
     }
+}
+
+/// The ratio of one vector from its task vectors' slices, its chunks summed in parallel.
+pub(crate) fn ratio(deltas: &[&[f32]], dtype: DType) -> f64 {
+    let n = deltas.first().map_or(0, |d| d.len());
+    let parts: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let range = c * CHUNK..((c + 1) * CHUNK).min(n);
+            let ds: Vec<&[f32]> = deltas.iter().map(|d| &d[range.clone()]).collect();
+            chunk_sums(&ds, dtype)
+        })
+        .collect();
+    ratio_from(&parts, deltas.len(), dtype)
 }
 
 pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
@@ -104,37 +133,58 @@ pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
         })
         .collect();
     let mut out = vec![0f32; n];
-    crate::model::dtype::with_rounding!(dtype, R => blend::<R>(job, base, &ratios, row, &mut out));
+    let models: Vec<&[f32]> = job.models.iter().map(|m| m.data).collect();
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let at = c * CHUNK;
+        let xs: Vec<&[f32]> = models.iter().map(|x| &x[at..at + o.len()]).collect();
+        blend(&xs, &base[at..at + o.len()], &ratios, row, at, dtype, o);
+    });
     Ok(out)
 }
 
-/// `out = t·mean(X) + (1−t)·B` per element, `t` of the element's row; whole-chunk passes
-/// with the rounding known at compile time (they vectorise).
-fn blend<R: Rounding>(job: &TensorJob, base: &[f32], ratios: &[f32], row: usize, out: &mut [f32]) {
-    let k = job.models.len() as f32;
-    let rd = R::round;
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let start = c * CHUNK;
+/// `out = t·mean(X) + (1−t)·B` per element of the stretch starting at element `at` of the
+/// tensor (`xs`, `base` and `out` that stretch), `t` of the element's row of `row`
+/// elements. The rounding is known at compile time, so the passes vectorise.
+pub(crate) fn blend(
+    xs: &[&[f32]],
+    base: &[f32],
+    ratios: &[f32],
+    row: usize,
+    at: usize,
+    dtype: DType,
+    out: &mut [f32],
+) {
+    fn run<R: Rounding>(
+        xs: &[&[f32]],
+        base: &[f32],
+        ratios: &[f32],
+        row: usize,
+        at: usize,
+        o: &mut [f32],
+    ) {
+        let k = xs.len() as f32;
+        let rd = R::round;
         // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
         o.fill(0.0);
-        for m in &job.models {
-            for (s, &x) in o.iter_mut().zip(&m.data[start..]) {
+        for x in xs {
+            for (s, &x) in o.iter_mut().zip(*x) {
                 *s = rd(*s + x);
             }
         }
-        // runs of elements sharing one t (a row, or the whole chunk)
+        // runs of elements sharing one t (a row, or the whole stretch)
         let mut j = 0;
         while j < o.len() {
-            let t = ratios[(start + j) / row];
-            let end = o.len().min((start + j) / row * row + row - start);
-            let (a, b) = (rd(1.0 - t), &base[start + j..start + end]);
-            for (o, &b) in o[j..end].iter_mut().zip(b) {
+            let t = ratios[(at + j) / row];
+            let end = o.len().min((at + j) / row * row + row - at);
+            let a = rd(1.0 - t);
+            for (o, &b) in o[j..end].iter_mut().zip(&base[j..end]) {
                 let mean = rd(*o / k);
                 *o = rd(t * mean) + rd(a * b);
             }
             j = end;
         }
-    });
+    }
+    crate::model::dtype::with_rounding!(dtype, R => run::<R>(xs, base, ratios, row, at, out))
 }
 
 #[cfg(test)]

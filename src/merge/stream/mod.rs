@@ -14,9 +14,10 @@
 //!
 //! Memory per tensor: the blocks in flight plus one bit per element and model; a TIES or
 //! breadcrumbs selection also needs 4 bytes per element for one model at a time (the
-//! magnitudes whose k-th largest is the threshold). nuslerp and model_stock, DELLA under the
-//! `mergekit-2024` profile, and embeddings that are cut or re-laid out run whole instead
-//! ([`supported`]).
+//! magnitudes whose k-th largest is the threshold). model_stock prepares its ratio from
+//! per-chunk sums (or per-row ratios with `filter_wise`), as slerp prepares its angle.
+//! nuslerp, DELLA under the `mergekit-2024` profile, and embeddings that are cut or
+//! re-laid out run whole instead ([`supported`]).
 #![allow(clippy::result_large_err)]
 use std::ops::Range;
 
@@ -108,7 +109,8 @@ pub fn supported(method: &MethodSpec, compat: Compat) -> bool {
         Kernel::TaskArithmetic(v) => {
             !(compat == Compat::Mergekit2024 && v.sparsifier == Some(Sparsifier::DellaMagprune))
         }
-        Kernel::Nuslerp | Kernel::ModelStock => false,
+        Kernel::ModelStock => true,
+        Kernel::Nuslerp => false,
     }
 }
 
@@ -120,8 +122,10 @@ pub fn granule(method: &MethodSpec, shape: &[usize]) -> usize {
         [.., last] => *last,
     }
     .max(1);
-    let della = matches!(method.kernel, Kernel::TaskArithmetic(v) if v.sparsifier == Some(Sparsifier::DellaMagprune));
-    if della {
+    // whole rows per block: DELLA's per-row ranks, model_stock's per-row ratios
+    let rows = matches!(method.kernel, Kernel::TaskArithmetic(v) if v.sparsifier == Some(Sparsifier::DellaMagprune))
+        || matches!(method.kernel, Kernel::ModelStock);
+    if rows {
         super::ops::lcm(CHUNK, row_len)
     } else {
         CHUNK
@@ -154,6 +158,11 @@ pub enum Prepared {
         scale: Option<f32>,
     },
     TaskArithmetic(Box<Gta>),
+    /// model_stock: the interpolation ratio of each row of `row` elements.
+    ModelStock {
+        ratios: Vec<f32>,
+        row: usize,
+    },
 }
 
 /// Read the whole-tensor decisions of `method` for `job`, block by block
@@ -235,11 +244,59 @@ pub fn prepare(
             blocks,
             parallel_models,
         )?))),
-        Kernel::Nuslerp | Kernel::ModelStock => Err(Error::Invalid {
+        Kernel::ModelStock => prepare_model_stock(job, blocks),
+        Kernel::Nuslerp => Err(Error::Invalid {
             tensor: job.name.to_string(),
             message: format!("{} has no streamed form (internal error)", method.name),
         }),
     }
+}
+
+/// model_stock's ratios: per block, the task vectors' chunk sums (or, with `filter_wise`,
+/// each whole row's ratio: blocks hold whole rows), then the tensor's ratio from the chunk
+/// sums in order, as `methods::model_stock` computes them.
+fn prepare_model_stock(job: &BlockJob, blocks: &[Range<usize>]) -> Result<Prepared> {
+    use super::methods::model_stock::{chunk_sums, ratio, ratio_from, SPEC};
+    let filter_wise = job.global(SPEC.name, "filter_wise", Some(0.0))? != 0.0;
+    let base = base_reader(job, SPEC.name)?;
+    let (n, dtype, k) = (job.numel(), job.compute_dtype, job.models.len());
+    let row = if filter_wise {
+        job.row_len().max(1)
+    } else {
+        n.max(1)
+    };
+    let parts = blocks
+        .par_iter()
+        .map(|r| -> Result<Vec<Vec<f64>>> {
+            let b = base(r.clone())?;
+            let ds = job
+                .models
+                .iter()
+                .map(|(reader, _)| {
+                    let mut x = reader(r.clone())?;
+                    task_arithmetic::task_vector(&mut x, &b, dtype);
+                    Ok(x)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let stretches = if filter_wise { row } else { CHUNK };
+            Ok((0..r.len().div_ceil(stretches))
+                .map(|c| {
+                    let s = c * stretches..((c + 1) * stretches).min(r.len());
+                    let ds: Vec<&[f32]> = ds.iter().map(|d| &d[s.clone()]).collect();
+                    match filter_wise {
+                        true => vec![ratio(&ds, dtype)],
+                        false => chunk_sums(&ds, dtype),
+                    }
+                })
+                .collect())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let parts: Vec<Vec<f64>> = parts.into_iter().flatten().collect();
+    let ratios = match filter_wise {
+        true => parts.iter().map(|p| p[0] as f32).collect(),
+        false => vec![ratio_from(&parts, k, dtype) as f32],
+    };
+    Ok(Prepared::ModelStock { ratios, row })
 }
 
 fn base_reader<'a>(job: &BlockJob<'a>, method: &'static str) -> Result<&'a Reader<'a>> {
@@ -292,6 +349,26 @@ pub fn apply(prepared: &Prepared, job: &BlockJob, range: Range<usize>) -> Result
             }
         }
         Prepared::TaskArithmetic(g) => apply_gta(g, job, range)?,
+        Prepared::ModelStock { ratios, row } => {
+            let base = base_reader(job, "model_stock")?(range.clone())?;
+            let xs = job
+                .models
+                .iter()
+                .map(|(reader, _)| reader(range.clone()))
+                .collect::<Result<Vec<_>>>()?;
+            let xs: Vec<&[f32]> = xs.iter().map(|x| &x[..]).collect();
+            let mut out = vec![0f32; range.len()];
+            super::methods::model_stock::blend(
+                &xs,
+                &base,
+                ratios,
+                *row,
+                range.start,
+                dtype,
+                &mut out,
+            );
+            out
+        }
     };
     if dtype != DType::F32 {
         out.iter_mut().for_each(|v| *v = dtype.round(*v));

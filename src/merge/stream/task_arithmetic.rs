@@ -65,7 +65,7 @@ enum Post {
 }
 
 /// `x ← r(x − b)` for one block: a model's task vector.
-fn task_vector(x: &mut [f32], b: &[f32], dtype: DType) {
+pub(super) fn task_vector(x: &mut [f32], b: &[f32], dtype: DType) {
     fn run<R: Rounding>(x: &mut [f32], b: &[f32]) {
         x.iter_mut()
             .zip(b)
