@@ -285,14 +285,28 @@ pub fn bytes_to_f32(bytes: &[u8], dtype: DType) -> Vec<f32> {
     use rayon::prelude::*;
     const BLOCK: usize = 1 << 18; // elements
     let n = bytes.len() / dtype.size();
-    let mut out = vec![0f32; n];
     if n <= BLOCK {
-        convert_into(bytes, dtype, &mut out);
-    } else {
-        out.par_chunks_mut(BLOCK)
-            .zip(bytes.par_chunks(BLOCK * dtype.size()))
-            .for_each(|(o, b)| convert_into(b, dtype, o));
+        // collected straight from the bytes: no zero-filled buffer written first
+        return match dtype {
+            DType::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+                .collect(),
+            DType::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            DType::F16 => {
+                let mut out = vec![0f32; n];
+                convert_into(bytes, dtype, &mut out);
+                out
+            }
+        };
     }
+    let mut out = vec![0f32; n];
+    out.par_chunks_mut(BLOCK)
+        .zip(bytes.par_chunks(BLOCK * dtype.size()))
+        .for_each(|(o, b)| convert_into(b, dtype, o));
     out
 }
 

@@ -42,6 +42,49 @@ pub use crate::registry::MODEL_STOCK as SPEC;
 /// rounds each product to the compute dtype, as mergekit's elementwise product does), each
 /// in f64 in element order.
 pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
+    match ds.len() {
+        2 => fused_sums::<2>(ds, dtype),
+        3 => fused_sums::<3>(ds, dtype),
+        4 => fused_sums::<4>(ds, dtype),
+        _ => separate_sums(ds, dtype),
+    }
+}
+
+/// [`chunk_sums`] for `K` models in one pass: every sum keeps its own element order (the
+/// same bits as [`separate_sums`]), and their addition chains overlap instead of running
+/// one after the other.
+fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
+    fn run<const K: usize>(ds: &[&[f32]], product: impl Fn(f32, f32) -> f64) -> Vec<f64> {
+        let n = ds[0].len();
+        let ds: [&[f32]; K] = std::array::from_fn(|i| &ds[i][..n]);
+        // the start value of `Sum for f64`, so each sum equals its own `.sum()`
+        let start: f64 = std::iter::empty::<f64>().sum();
+        let (mut squares, mut dots) = ([start; K], [[start; K]; K]);
+        for e in 0..n {
+            let x: [f32; K] = std::array::from_fn(|i| ds[i][e]);
+            for i in 0..K {
+                squares[i] += x[i] as f64 * x[i] as f64;
+                for j in i + 1..K {
+                    dots[i][j] += product(x[i], x[j]);
+                }
+            }
+        }
+        let mut out = squares.to_vec();
+        for i in 0..K {
+            out.extend(&dots[i][i + 1..]);
+        }
+        out
+    }
+    match dtype {
+        DType::F32 => run::<K>(ds, |a, c| a as f64 * c as f64),
+        _ => crate::model::dtype::with_rounding!(dtype, R => {
+            run::<K>(ds, |a, c| R::round(a * c) as f64)
+        }),
+    }
+}
+
+/// [`chunk_sums`], one sum after the other (any number of models).
+fn separate_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
     let mut out: Vec<f64> = ds
         .iter()
         .map(|d| d.iter().map(|&x| x as f64 * x as f64).sum::<f64>())
