@@ -185,67 +185,41 @@ pub fn sparsify(delta: &mut [f32], method: Sparsifier, args: SparsifyArgs, strea
         delta.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    match method {
-        Sparsifier::Magnitude => {
-            let k = floor_count(density, n).max(1);
-            let keep = top_k_bits(magnitude_bits(delta), k);
-            apply_mask(
-                delta,
-                |i| keep.get(i),
-                args.rescale,
-                |_| density,
-                args.dtype,
-            );
-        }
+    // The kept set as a mask, or the whole job for the draws that need no mask.
+    let keep = match method {
+        Sparsifier::Magnitude => top_k_bits(magnitude_bits(delta), floor_count(density, n).max(1)),
         Sparsifier::MagnitudeOutliers => {
             let target = floor_count(density, n);
             let n_top = floor_count(args.gamma, n);
             let n_bot = n.saturating_sub(target + n_top);
-            let keep = ascending_window_bits(magnitude_bits(delta), n_bot, n_bot + target);
-            apply_mask(
-                delta,
-                |i| keep.get(i),
-                args.rescale,
-                |_| density,
-                args.dtype,
-            );
+            ascending_window_bits(magnitude_bits(delta), n_bot, n_bot + target)
         }
-        // DELLA with ε = 0 is DARE: the same draws, so the same mask for the same seed.
         Sparsifier::Random => {
             let threshold = super::rng::threshold(density);
-            apply_mask(
-                delta,
-                |i| stream.keep(i as u64, threshold),
-                args.rescale,
-                |_| density,
-                args.dtype,
-            );
+            let keep = |i: usize| stream.keep(i as u64, threshold);
+            return apply_mask(delta, keep, args.rescale, |_| density, args.dtype);
         }
         // DELLA with ε = 0 is DARE: the same draws, so the same mask for the same seed.
         Sparsifier::DellaMagprune if args.epsilon == 0.0 => {
-            sparsify(delta, Sparsifier::Random, args, stream);
+            return sparsify(delta, Sparsifier::Random, args, stream);
         }
+        // mergekit ≤ 0.0.6 divides each kept value by its own probability
         Sparsifier::DellaMagprune if args.rescale == Rescale::InverseProbability => {
             let probs = della_keep_probabilities(delta, density, args.epsilon, args.row_len);
-            apply_mask(
-                delta,
-                |i| stream.bernoulli(i as u64, probs[i] as f64),
-                args.rescale,
-                |i| probs[i] as f64,
-                args.dtype,
-            );
+            let keep = |i: usize| stream.bernoulli(i as u64, probs[i] as f64);
+            return apply_mask(delta, keep, args.rescale, |i| probs[i] as f64, args.dtype);
         }
         Sparsifier::DellaMagprune => {
-            let keep = della_keep_bits(delta, density, args.epsilon, args.row_len, stream, 0);
-            apply_mask(
-                delta,
-                |i| keep.get(i),
-                args.rescale,
-                |_| density,
-                args.dtype,
-            );
+            della_keep_bits(delta, density, args.epsilon, args.row_len, stream, 0)
         }
-    }
+    };
+    apply_mask(
+        delta,
+        |i| keep.get(i),
+        args.rescale,
+        |_| density,
+        args.dtype,
+    );
 }
 
 /// DELLA's per-element keep probability: per row of `row_len`, rank r ∈ 0..n in the order of
