@@ -324,7 +324,7 @@ pub fn lcm(a: usize, b: usize) -> usize {
     a / x * b
 }
 
-/// Per-thread buffers of [`della_keep_probabilities`].
+/// Per-thread buffers of [`della_keep_probabilities`] and [`della_keep_bits`].
 #[derive(Default)]
 struct RowScratch {
     k32: Vec<u32>,
