@@ -76,13 +76,16 @@ fn prefix_shared_scores_equal_the_full_sequence_path() {
         let mut done = 0;
         let shared = score_requests_shared(&mut lm, &reqs, &mut |n| done += n).unwrap();
         assert_eq!(done, reqs.len());
-        assert_close(&shared, &full, 1e-5, name);
+        // f32 rounding only: the cached prefix runs as separate matmuls, so the sums are
+        // grouped differently, by how much depends on the gemm kernels the CPU gets (at
+        // most 1.1e-5 on an AVX-512 Xeon, under 1e-5 on AVX2 machines).
+        assert_close(&shared, &full, 5e-5, name);
         // Order of requests (which prefix is cached when) does not change the numbers
         // beyond rounding either.
         let reversed: Vec<ScoreRequest> = reqs.iter().rev().cloned().collect();
         let mut back = score_requests_shared(&mut lm, &reversed, &mut |_| {}).unwrap();
         back.reverse();
-        assert_close(&back, &full, 1e-5, name);
+        assert_close(&back, &full, 5e-5, name);
     }
 }
 
