@@ -129,7 +129,7 @@ impl Bits {
 
 /// 64 flags (0 or 1) as the bits of one word, flag `b` at bit `b`.
 #[inline]
-fn pack64(flags: [u8; 64]) -> u64 {
+pub(super) fn pack64(flags: [u8; 64]) -> u64 {
     flags
         .chunks_exact(8)
         .enumerate()

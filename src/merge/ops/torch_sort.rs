@@ -15,11 +15,31 @@
 //!
 //! The sorter is generic over the element (a (value, index) pair, or one integer packing
 //! both, or a tagged magnitude) and its comparator; only the partition's scans are
-//! organised differently (a block at a time, without branches), with the same swaps.
+//! organised differently (a block at a time, without branches), with the same swaps, and
+//! the closing insertion sort runs on each final block as soon as that block is final.
 
 const THRESHOLD: usize = 16;
-/// Block length of the partition's branch-free scans (offsets fit a u8).
+/// Block length of the partition's branch-free scans (one u64 mask of stops).
 const BLOCK: usize = 64;
+
+/// Bit `i` set when `stop(&xs[i])` (`xs.len() ≤ 64`); a full block is a fixed-length loop
+/// the compiler turns into vector compares.
+#[inline(always)]
+fn stop_mask<T>(xs: &[T], stop: impl Fn(&T) -> bool) -> u64 {
+    if let Ok(block) = <&[T; BLOCK]>::try_from(xs) {
+        let mut flags = [0u8; BLOCK];
+        for (f, x) in flags.iter_mut().zip(block) {
+            *f = u8::from(stop(x));
+        }
+        super::bits::pack64(flags)
+    } else {
+        let mut m = 0u64;
+        for (i, x) in xs.iter().enumerate() {
+            m |= u64::from(stop(x)) << i;
+        }
+        m
+    }
+}
 
 /// libstdc++'s introsort over `a`, ordered by `less` (a strict weak order on whole
 /// elements; torch's comparator looks at the value only, so ties keep whatever order the
@@ -62,53 +82,118 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
     /// j-th left stop with the j-th right stop while the left one is below the right one:
     /// a swap only touches positions both scans have passed, so the stops up to the
     /// crossing are those of the original range. While the unscanned middle is wide, the
-    /// stops are therefore collected a block at a time, without branches on the
-    /// comparisons, and swapped pairwise in order (BlockQuicksort); the plain loop
-    /// finishes from the state Hoare's loop has after the last of those swaps.
+    /// stops are therefore collected a block at a time as bit masks, without branches on
+    /// the comparisons, and swapped pairwise in order (BlockQuicksort). After the last of
+    /// those swaps, Hoare's loop stands at `(first, last)` with every position between
+    /// them as it was: the same partition of that narrower range (its guards are the
+    /// swapped elements at `first − 1` and `last`), which [`Self::narrow_partition`]
+    /// finishes once it fits one mask.
     fn unguarded_partition(&mut self, mut first: usize, mut last: usize, pivot: usize) -> usize {
         let p = self.a[pivot];
-        // Unscanned positions: [ls, rs). Pending stops: left `lbase + loff[li..ln]`, right
-        // `rbase - roff[ri..rn]`, each in scan order.
-        let (mut ls, mut rs) = (first, last);
-        let (mut loff, mut li, mut ln, mut lbase) = ([0u8; BLOCK], 0, 0, 0);
-        let (mut roff, mut ri, mut rn, mut rbase) = ([0u8; BLOCK], 0, 0, 0);
         loop {
-            // Full blocks while the middle is wide, then what is left of it, shared.
-            let gap = rs - ls;
-            let (lb, rb) = match (li == ln, ri == rn) {
-                (true, true) => ((gap / 2).min(BLOCK), (gap - gap / 2).min(BLOCK)),
-                (true, false) => (gap.min(BLOCK), 0),
-                (false, _) => (0, gap.min(BLOCK)),
-            };
-            if lb + rb == 0 {
-                break;
+            if last - first < BLOCK - 1 {
+                return self.narrow_partition(first, last, &p);
             }
-            if lb > 0 {
-                (li, ln, lbase) = (0, 0, ls);
-                for (i, x) in self.a[ls..ls + lb].iter().enumerate() {
-                    loff[ln] = i as u8;
-                    ln += !(self.less)(x, &p) as usize;
+            // Unscanned positions: [ls, rs). Pending stops as bit masks, each taken lowest
+            // bit first (in its scan's order): left stops at `lbase + bit`, right stops at
+            // `rtop − bit`.
+            let (mut ls, mut rs) = (first, last);
+            let (mut lm, mut lbase) = (0u64, 0usize);
+            let (mut rm, mut rtop) = (0u64, 0usize);
+            let mut swapped = false;
+            loop {
+                // Full blocks while the middle is wide, then what is left of it, shared.
+                let gap = rs - ls;
+                let (lb, rb) = match (lm == 0, rm == 0) {
+                    (true, true) => ((gap / 2).min(BLOCK), (gap - gap / 2).min(BLOCK)),
+                    (true, false) => (gap.min(BLOCK), 0),
+                    (false, _) => (0, gap.min(BLOCK)),
+                };
+                if lb + rb == 0 {
+                    break;
                 }
-                ls += lb;
-            }
-            if rb > 0 {
-                (ri, rn, rbase) = (0, 0, rs - 1);
-                for (i, x) in self.a[rs - rb..rs].iter().rev().enumerate() {
-                    roff[rn] = i as u8;
-                    rn += !(self.less)(&p, x) as usize;
+                if lb > 0 {
+                    lbase = ls;
+                    lm = self.mask_up(ls, lb, |x| !(self.less)(x, &p));
+                    ls += lb;
                 }
-                rs -= rb;
+                if rb > 0 {
+                    rtop = rs - 1;
+                    rm = self
+                        .mask_down(rs, rb, |x| !(self.less)(&p, x))
+                        .reverse_bits()
+                        >> (BLOCK - rb);
+                    rs -= rb;
+                }
+                // (each mask's only loop-carried step is clearing its lowest bit)
+                let n = lm.count_ones().min(rm.count_ones());
+                for _ in 0..n {
+                    let l = lbase + lm.trailing_zeros() as usize;
+                    let r = rtop - rm.trailing_zeros() as usize;
+                    lm &= lm - 1;
+                    rm &= rm - 1;
+                    self.a.swap(l, r);
+                    (first, last) = (l + 1, r);
+                }
+                swapped |= n > 0;
             }
-            let n = (ln - li).min(rn - ri);
-            for j in 0..n {
-                let (l, r) = (lbase + loff[li + j] as usize, rbase - roff[ri + j] as usize);
-                self.a.swap(l, r);
-                (first, last) = (l + 1, r);
+            if !swapped {
+                // Every stop seen and none paired: Hoare's first scans cross at once.
+                return self.hoare_partition(first, last, pivot);
             }
-            li += n;
-            ri += n;
         }
-        self.hoare_partition(first, last, pivot)
+    }
+
+    /// The Hoare loop of `[first, last)` (fewer than 63 positions, `first ≥ 1`) around
+    /// value `p`, the element at `first − 1` being ≤ p and the one at `last` (if the scan
+    /// gets there) ≥ p. As in the block loop, the k-th left stop `l_k` (ascending) swaps
+    /// with the k-th right stop `r_k` (descending) of the original range while
+    /// `l_k < r_k`; at the first k where not, the left scan stops at `l_k`, or at `r_{k−1}`
+    /// (the last element swapped to the right, ≥ p) if that comes first. The guards stand
+    /// in for missing stops: `last` (bit m + 1) on the left, `first − 1` (bit 0) on the
+    /// right.
+    fn narrow_partition(&mut self, first: usize, last: usize, p: &T) -> usize {
+        let base = first - 1;
+        let m = last - first;
+        // bit i ↔ position base + i for the left stops; bit i ↔ position last − i for the
+        // right stops, so that both are taken lowest bit first.
+        let mut lm = (self.mask_up(first, m, |x| !(self.less)(x, p)) << 1) | 1 << (m + 1);
+        let rfwd = (self.mask_up(first, m, |x| !(self.less)(p, x)) << 1) | 1;
+        let mut rm = rfwd.reverse_bits() >> (BLOCK - 2 - m);
+        let mut prev_r = m + 1;
+        loop {
+            let l = lm.trailing_zeros() as usize;
+            let r = m + 1 - rm.trailing_zeros() as usize;
+            if l >= r {
+                return base + l.min(prev_r);
+            }
+            self.a.swap(base + l, base + r);
+            lm &= lm - 1;
+            rm &= rm - 1;
+            prev_r = r;
+        }
+    }
+
+    /// Stop mask of `a[from..from + len]` (`len ≤ 64`): bit i for position `from + i`.
+    /// A short block reads a whole 64-element window where the slice allows it (one fixed
+    /// loop, vectorised) and keeps its low bits.
+    #[inline(always)]
+    fn mask_up(&self, from: usize, len: usize, stop: impl Fn(&T) -> bool) -> u64 {
+        if len < BLOCK && from + BLOCK <= self.a.len() {
+            stop_mask(&self.a[from..from + BLOCK], stop) & ((1u64 << len) - 1)
+        } else {
+            stop_mask(&self.a[from..from + len], stop)
+        }
+    }
+
+    /// Stop mask of `a[to − len..to]` (`len ≤ 64`): bit i for position `to − len + i`.
+    #[inline(always)]
+    fn mask_down(&self, to: usize, len: usize, stop: impl Fn(&T) -> bool) -> u64 {
+        if len < BLOCK && to >= BLOCK {
+            stop_mask(&self.a[to - BLOCK..to], stop) >> (BLOCK - len)
+        } else {
+            stop_mask(&self.a[to - len..to], stop)
+        }
     }
 
     /// The plain loop of `__unguarded_partition`.
@@ -178,6 +263,10 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         }
     }
 
+    /// `__introsort_loop`, and then for each final block (≤ THRESHOLD elements) at once
+    /// what std::sort's closing insertion sort does to it later: every block is ≤ the next,
+    /// so that pass moves no element across a block edge and sorts each block stably, and
+    /// nothing else touches a block once it is final.
     fn introsort_loop(&mut self, first: usize, mut last: usize, mut depth: u32) {
         while last - first > THRESHOLD {
             if depth == 0 {
@@ -190,6 +279,25 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
             let cut = self.unguarded_partition(first + 1, last, first);
             self.introsort_loop(cut, last, depth);
             last = cut;
+        }
+        self.small_stable_sort(first, last);
+    }
+
+    /// A stable sort of `a[first..last]` (at most THRESHOLD elements): what the closing
+    /// insertion sort does to one final block.
+    fn small_stable_sort(&mut self, first: usize, last: usize) {
+        if last - first < 2 {
+            return;
+        }
+        debug_assert!(last - first <= THRESHOLD);
+        for i in first + 1..last {
+            let value = self.a[i];
+            let mut hole = i;
+            while hole > first && (self.less)(&value, &self.a[hole - 1]) {
+                self.a[hole] = self.a[hole - 1];
+                hole -= 1;
+            }
+            self.a[hole] = value;
         }
     }
 
@@ -212,7 +320,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
             if last - first <= THRESHOLD {
                 // A final block: std::sort's closing insertion sort acts on it alone (no
                 // element crosses a block edge: every block is ≤ the next), stably.
-                self.insertion_sort(first, last);
+                self.small_stable_sort(first, last);
                 return;
             }
             if depth == 0 {
@@ -228,43 +336,13 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         }
     }
 
-    fn unguarded_linear_insert(&mut self, mut last: usize) {
-        let value = self.a[last];
-        let mut next = last - 1;
-        while (self.less)(&value, &self.a[next]) {
-            self.a[last] = self.a[next];
-            last = next;
-            next -= 1;
-        }
-        self.a[last] = value;
-    }
-
-    fn insertion_sort(&mut self, first: usize, last: usize) {
-        for i in first + 1..last {
-            if self.comp(i, first) {
-                let value = self.a[i];
-                self.a.copy_within(first..i, first + 1);
-                self.a[first] = value;
-            } else {
-                self.unguarded_linear_insert(i);
-            }
-        }
-    }
-
     fn sort(&mut self) {
         let n = self.a.len();
         if n < 2 {
             return;
         }
+        // The closing insertion sort is done block by block inside.
         self.introsort_loop(0, n, 2 * n.ilog2());
-        if n > THRESHOLD {
-            self.insertion_sort(0, THRESHOLD);
-            for i in THRESHOLD..n {
-                self.unguarded_linear_insert(i);
-            }
-        } else {
-            self.insertion_sort(0, n);
-        }
     }
 }
 
@@ -326,6 +404,104 @@ pub fn select_indices(values: &[f32], descending: bool, bounds: &[usize]) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// libstdc++'s `std::sort` transcribed as it is (Hoare's loop, closing insertion sort):
+    /// the reference the faster partition and block sort must move exactly like.
+    fn reference_sort<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool) {
+        fn lp<T: Copy, F: Fn(&T, &T) -> bool>(
+            s: &mut Sorter<T, F>,
+            first: usize,
+            mut last: usize,
+            mut depth: u32,
+        ) {
+            while last - first > THRESHOLD {
+                if depth == 0 {
+                    s.heap_sort(first, last);
+                    return;
+                }
+                depth -= 1;
+                let mid = first + (last - first) / 2;
+                s.move_median_to_first(first, first + 1, mid, last - 1);
+                let cut = s.hoare_partition(first + 1, last, first);
+                lp(s, cut, last, depth);
+                last = cut;
+            }
+        }
+        fn unguarded_linear_insert<T: Copy, F: Fn(&T, &T) -> bool>(
+            s: &mut Sorter<T, F>,
+            mut last: usize,
+        ) {
+            let value = s.a[last];
+            let mut next = last - 1;
+            while (s.less)(&value, &s.a[next]) {
+                s.a[last] = s.a[next];
+                last = next;
+                next -= 1;
+            }
+            s.a[last] = value;
+        }
+        fn insertion_sort<T: Copy, F: Fn(&T, &T) -> bool>(
+            s: &mut Sorter<T, F>,
+            first: usize,
+            last: usize,
+        ) {
+            for i in first + 1..last {
+                if s.comp(i, first) {
+                    let value = s.a[i];
+                    s.a.copy_within(first..i, first + 1);
+                    s.a[first] = value;
+                } else {
+                    unguarded_linear_insert(s, i);
+                }
+            }
+        }
+        let n = a.len();
+        let mut s = Sorter { a, less };
+        if n < 2 {
+            return;
+        }
+        lp(&mut s, 0, n, 2 * n.ilog2());
+        if n > THRESHOLD {
+            insertion_sort(&mut s, 0, THRESHOLD);
+            for i in THRESHOLD..n {
+                unguarded_linear_insert(&mut s, i);
+            }
+        } else {
+            insertion_sort(&mut s, 0, n);
+        }
+    }
+
+    #[test]
+    fn sorts_exactly_like_libstdcxx() {
+        // Tie-heavy and nearly tie-free arrays of (value, index) keys packed in one u32,
+        // both orders, sizes around the insertion-sort threshold and far above it.
+        let mut s = 9u64;
+        let mut next = move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s >> 33
+        };
+        for trial in 0..3000 {
+            let n = (next() % if trial % 5 == 0 { 6000 } else { 300 }) as usize;
+            let distinct = 1 + next() % [2, 7, 60, 1 << 15][trial % 4];
+            let v: Vec<u32> = (0..n)
+                .map(|i| (next() % distinct) as u32 * 65536 + i as u32)
+                .collect();
+            let descending = trial % 3 == 0;
+            let less = |x: &u32, y: &u32| {
+                if descending {
+                    x >> 16 > y >> 16
+                } else {
+                    x >> 16 < y >> 16
+                }
+            };
+            let (mut a, mut b) = (v.clone(), v.clone());
+            sort_by(&mut a, less);
+            reference_sort(&mut b, less);
+            assert_eq!(a, b, "trial {trial} n {n} distinct {distinct}");
+        }
+    }
 
     #[test]
     fn matches_torch_on_a_tie_heavy_vector() {
