@@ -405,6 +405,17 @@ pub fn select_indices(values: &[f32], descending: bool, bounds: &[usize]) -> Vec
 mod tests {
     use super::*;
 
+    /// A seeded LCG's high bits: the tests' random arrays.
+    fn lcg(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed;
+        move || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s >> 33
+        }
+    }
+
     /// libstdc++'s `std::sort` transcribed as it is (Hoare's loop, closing insertion sort):
     /// the reference the faster partition and block sort must move exactly like.
     fn reference_sort<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool) {
@@ -475,13 +486,7 @@ mod tests {
     fn sorts_exactly_like_libstdcxx() {
         // Tie-heavy and nearly tie-free arrays of (value, index) keys packed in one u32,
         // both orders, sizes around the insertion-sort threshold and far above it.
-        let mut s = 9u64;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s >> 33
-        };
+        let mut next = lcg(9);
         for trial in 0..3000 {
             let n = (next() % if trial % 5 == 0 { 6000 } else { 300 }) as usize;
             let distinct = 1 + next() % [2, 7, 60, 1 << 15][trial % 4];
@@ -520,13 +525,7 @@ mod tests {
 
     #[test]
     fn block_partition_moves_exactly_like_hoares_loop() {
-        let mut s = 5u64;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s >> 33
-        };
+        let mut next = lcg(5);
         for trial in 0..2000 {
             let n = 17 + (next() % if trial % 4 == 0 { 5000 } else { 700 }) as usize;
             let distinct = 1 + next() % if trial % 2 == 0 { 4 } else { 5000 };
@@ -558,13 +557,7 @@ mod tests {
     fn selection_keeps_the_same_sets_as_the_full_sort() {
         // Tie-heavy vectors (few distinct values), sizes around the insertion-sort
         // threshold and far above it, boundaries anywhere including 0 and n.
-        let mut s = 1u64;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s >> 33
-        };
+        let mut next = lcg(1);
         let sorted = |v: &[u32]| {
             let mut v = v.to_vec();
             v.sort_unstable();
