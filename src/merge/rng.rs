@@ -101,7 +101,14 @@ impl Stream {
     /// index and probability, with one integer comparison per element.
     #[inline]
     pub fn keep(&self, index: u64, threshold: u64) -> bool {
-        self.bits(index) >> 11 < threshold
+        self.draw53(index) < threshold
+    }
+
+    /// The 53-bit integer behind [`Stream::uniform`] and [`Stream::keep`] for element
+    /// `index`: `keep(index, t)` is `draw53(index) < t`.
+    #[inline]
+    pub fn draw53(&self, index: u64) -> u64 {
+        self.bits(index) >> 11
     }
 }
 

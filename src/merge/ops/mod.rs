@@ -16,8 +16,10 @@
 //! vectors) does it replay torch's quickselect ([`torch_sort`]) on those same 4-byte
 //! patterns, the tied elements tagged through the free sign bit, to keep exactly the
 //! elements mergekit keeps. Masks are [`Bits`] (1 bit per element). DELLA's per-row ranks
-//! replay torch's full sort on (magnitude, index) packed into one integer key; a row without
-//! equal magnitudes has a single sorted order, which any sort finds.
+//! come from a radix sort of (magnitude, index) packed into one integer key; only the groups
+//! of equal magnitudes where an element's draw falls between the group's lowest and highest
+//! keep threshold need torch's exact order, and for those the partitions of torch's sort that
+//! overlap them are replayed (a row without equal magnitudes has a single sorted order).
 use rayon::prelude::*;
 
 mod bits;
@@ -257,7 +259,12 @@ pub fn della_keep_probabilities(
 /// from [`della_keep_probabilities`], the same draws, without the per-element probability
 /// array: per row, each rank's probability becomes an integer threshold once
 /// ([`rng::threshold`](super::rng::threshold)) and each element's draw is compared with
-/// its rank's.
+/// its rank's. One exception: an element equal to +0.0 is always reported dropped, since
+/// keeping it gives the same merge (0 / p = 0, and it adds 0 to every sum).
+///
+/// Only an element whose draw falls between the lowest and highest threshold of its group
+/// of equal magnitudes needs its exact place in torch's order; the rest are decided by
+/// their group's rank range, from any sort ([`RowScratch::keep_row`]).
 pub fn della_keep_bits(
     delta: &[f32],
     density: f64,
@@ -300,16 +307,12 @@ pub fn della_keep_bits(
                 };
                 let first = r * row_len; // within the job
                 let at = (offset + job * group + first) as u64;
-                let mut ranked = |rank: usize, idx: usize| {
-                    let kept = stream.keep(at + idx as u64, t[rank]);
+                let draw = |idx: usize| stream.draw53(at + idx as u64);
+                let mut keep = |idx: usize| {
                     let i = first + idx;
-                    words[i / 64] |= u64::from(kept) << (i % 64);
+                    words[i / 64] |= 1 << (i % 64);
                 };
-                if row.len() == 1 {
-                    ranked(0, 0);
-                } else {
-                    scratch.rank_row(row, &mut ranked);
-                }
+                scratch.keep_row(row, t, &draw, &mut keep);
             }
         });
     Bits::from_words(words, n)
@@ -329,11 +332,117 @@ pub fn lcm(a: usize, b: usize) -> usize {
 struct RowScratch {
     k32: Vec<u32>,
     k64: Vec<u64>,
+    /// [`RowScratch::keep_row`]: the keys in magnitude order, and the rank ranges of the
+    /// groups of equal magnitudes that need torch's exact order.
+    sorted: Vec<u32>,
+    spare: Vec<u32>,
+    ranges: Vec<(usize, usize)>,
     /// 2¹⁵ bits: which bf16 magnitudes a row has (duplicate detection).
     seen: Vec<u64>,
 }
 
 impl RowScratch {
+    /// Calls `keep(index)` for every element of `row` that DELLA keeps: the one whose
+    /// `draw(index)` is below `t[rank]`, its rank in torch's `argsort(|x|)` order, but
+    /// never for an element equal to +0.0 (see [`della_keep_bits`]).
+    ///
+    /// Within a group of equal magnitudes at ranks `lo..hi`, an element whose draw is
+    /// below every `t[lo..hi]` is kept, and one whose draw is at or above all of them is
+    /// dropped, whatever order torch leaves the group in; a group of +0.0 values needs
+    /// no decision. The ranks of the groups come from `sort_unstable`; only the groups
+    /// with an element in between are placed exactly, by replaying torch's sort on the
+    /// partitions that overlap them ([`torch_sort::sort_ranges_by`]). Rows this cannot
+    /// key in 32 bits go through [`RowScratch::rank_row`].
+    fn keep_row(
+        &mut self,
+        row: &[f32],
+        t: &[u64],
+        draw: &impl Fn(usize) -> u64,
+        keep: &mut impl FnMut(usize),
+    ) {
+        let n = row.len();
+        let (mut any_low, mut nan, mut neg_zero) = (0u32, false, false);
+        for x in row {
+            let m = x.to_bits() & 0x7fff_ffff;
+            any_low |= m;
+            nan |= m > 0x7f80_0000;
+            neg_zero |= x.to_bits() == 0x8000_0000;
+        }
+        let positive_zero = |idx: usize| row[idx].to_bits() == 0;
+        if n == 1 || nan || any_low & 0xffff != 0 || n > 1 << 16 {
+            if n == 1 {
+                if draw(0) < t[0] && !positive_zero(0) {
+                    keep(0);
+                }
+                return;
+            }
+            return self.rank_row(row, &mut |rank, idx| {
+                if draw(idx) < t[rank] && !positive_zero(idx) {
+                    keep(idx)
+                }
+            });
+        }
+        let keys = &mut self.k32;
+        keys.clear();
+        keys.extend(
+            row.iter()
+                .enumerate()
+                .map(|(i, x)| x.to_bits() & 0x7fff_0000 | i as u32),
+        );
+        let sorted = &mut self.sorted;
+        sort_by_high_half(keys, sorted, &mut self.spare);
+        let ranges = &mut self.ranges;
+        ranges.clear();
+        let index = |k: u32| (k & 0xffff) as usize;
+        let mut lo = 0;
+        while lo < n {
+            let m = sorted[lo] >> 16;
+            let mut hi = lo + 1;
+            while hi < n && sorted[hi] >> 16 == m {
+                hi += 1;
+            }
+            if m == 0 && !neg_zero {
+                // +0.0 only: nothing to keep
+            } else if hi - lo == 1 {
+                let idx = index(sorted[lo]);
+                if draw(idx) < t[lo] && (m != 0 || !positive_zero(idx)) {
+                    keep(idx);
+                }
+            } else {
+                let (lowest, highest) = min_max(&t[lo..hi]);
+                let mut exact = true;
+                for &k in &sorted[lo..hi] {
+                    let u = draw(index(k));
+                    if u < lowest {
+                        if m != 0 || !positive_zero(index(k)) {
+                            keep(index(k));
+                        }
+                    } else if u < highest {
+                        exact = false;
+                    }
+                }
+                if !exact {
+                    ranges.push((lo, hi));
+                }
+            }
+            lo = hi;
+        }
+        if ranges.is_empty() {
+            return;
+        }
+        torch_sort::sort_ranges_by(keys, |a, b| a >> 16 < b >> 16, ranges);
+        for &(lo, hi) in ranges.iter() {
+            let (lowest, highest) = min_max(&t[lo..hi]);
+            for (q, &k) in keys[lo..hi].iter().enumerate() {
+                let u = draw(index(k));
+                let zero = lo == 0 && k >> 16 == 0 && positive_zero(index(k));
+                if lowest <= u && u < highest && u < t[lo + q] && !zero {
+                    keep(index(k));
+                }
+            }
+        }
+    }
+
     /// Calls `ranked(rank, index)` for every element of `row`, ranked by |x| in torch's
     /// `argsort` order. Each magnitude and its index in the row travel as one integer key
     /// (u32 when the magnitudes are bf16 values and the row fits 16 bits of index, else
@@ -399,6 +508,40 @@ impl RowScratch {
             }
         }
     }
+}
+
+/// `keys` into `out` sorted by their high 16 bits (bit 31 clear), stably: a two-pass LSD
+/// radix sort (8 bits, then 7), through `spare`.
+fn sort_by_high_half(keys: &[u32], out: &mut Vec<u32>, spare: &mut Vec<u32>) {
+    fn pass(from: &[u32], to: &mut [u32], shift: u32, at: &mut [u32]) {
+        let mut sum = 0;
+        for c in at.iter_mut() {
+            (*c, sum) = (sum, sum + *c);
+        }
+        let mask = at.len() - 1;
+        for &k in from {
+            let b = (k >> shift) as usize & mask;
+            to[at[b] as usize] = k;
+            at[b] += 1;
+        }
+    }
+    debug_assert!(keys.iter().all(|k| k >> 31 == 0) && keys.len() <= u32::MAX as usize);
+    let (mut low, mut high) = ([0u32; 256], [0u32; 128]);
+    for &k in keys {
+        low[(k >> 16) as usize & 255] += 1;
+        high[(k >> 24) as usize & 127] += 1;
+    }
+    spare.clear();
+    spare.resize(keys.len(), 0);
+    out.clear();
+    out.resize(keys.len(), 0);
+    pass(keys, spare, 16, &mut low);
+    pass(spare, out, 24, &mut high);
+}
+
+fn min_max(t: &[u64]) -> (u64, u64) {
+    t.iter()
+        .fold((u64::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)))
 }
 
 /// TIES "sum" sign election on weighted deltas at one element: the majority sign is that of

@@ -272,3 +272,57 @@ fn della_matches_the_pair_replay_on_every_key_path() {
         }
     }
 }
+
+#[test]
+fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
+    // Each element is kept when its draw is below the probability its rank in torch's
+    // order gives it (the pair replay), except +0.0, which is reported dropped.
+    let mut next = lcg(11);
+    let stream = crate::merge::rng::RngKey::new(7, "stage", "t.weight").stream(1);
+    // (tensor length, row length, kind): 0 = few bf16 values, 1 = bf16 spread over a
+    // few octaves (groups of a few), 2 = mostly +0.0, 3 = zeros of both signs, 4 = f32
+    // values with duplicates, 5 = a NaN inside.
+    let cases = [
+        (4000, 100, 0),
+        (9000, 896, 1),
+        (8960, 896, 2),
+        (3000, 300, 3),
+        (2000, 1000, 4),
+        (300, 30, 5),
+        (70_000, 70_000, 1),
+        (7, 1, 1),
+        (1000, 17, 2),
+    ];
+    for (len, row_len, kind) in cases {
+        let palette: Vec<u32> = (0..1 + next() % 6)
+            .map(|_| (0x3c00 + next() as u32 % 0x800) << 16)
+            .collect();
+        let v: Vec<f32> = (0..len)
+            .map(|i| {
+                let sign = (next() as u32 & 1) << 31;
+                let spread = (120 + next() as u32 % 4) << 23 | (next() as u32 % 128) << 16;
+                let m = match kind {
+                    0 => palette[next() as usize % palette.len()],
+                    1 => spread,
+                    2 if next() % 10 != 0 => return 0.0,
+                    2 => spread,
+                    3 if next() % 3 == 0 => 0,
+                    3 => palette[next() as usize % palette.len()],
+                    4 => 0x3c00_0000 + next() as u32 % 50,
+                    _ if i % 31 == 5 => 0x7fc0_0000,
+                    _ => palette[next() as usize % palette.len()],
+                };
+                f32::from_bits(sign | m)
+            })
+            .collect();
+        for (density, epsilon, offset) in [(0.5, 0.1, 0), (0.3, 0.25, 640), (0.6, 0.0, 64)] {
+            let p = della_reference(&v, density, epsilon, row_len);
+            let got = della_keep_bits(&v, density, epsilon, row_len, stream, offset);
+            let want = |i: usize| {
+                v[i].to_bits() != 0 && stream.bernoulli((offset + i) as u64, p[i] as f64)
+            };
+            let first_diff = (0..len).position(|i| got.get(i) != want(i));
+            assert_eq!(first_diff, None, "len {len} row {row_len} kind {kind} ε {epsilon}");
+        }
+    }
+}

@@ -301,20 +301,20 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         }
     }
 
-    /// `introsort_loop` restricted to the ranges that contain a boundary strictly inside:
-    /// a range with no boundary inside keeps the same *set* of elements whatever its
-    /// internal order, and the ranges that do contain one are processed exactly as
-    /// `introsort_loop` processes them (their contents depend only on the ranges that
-    /// contain them, which contain the boundary too).
-    fn introsort_select(
+    /// `introsort_loop` restricted to the ranges `wanted(first, last)` accepts, where
+    /// `wanted` holds for every range that contains an accepted range: a range left alone
+    /// keeps the same *set* of elements whatever its internal order, and an accepted range is
+    /// processed exactly as `introsort_loop` processes it (its contents depend only on the
+    /// ranges that contain it, which are accepted too).
+    fn introsort_where(
         &mut self,
         first: usize,
         mut last: usize,
         mut depth: u32,
-        bounds: &[usize],
+        wanted: &impl Fn(usize, usize) -> bool,
     ) {
         loop {
-            if !bounds.iter().any(|&b| first < b && b < last) {
+            if !wanted(first, last) {
                 return;
             }
             if last - first <= THRESHOLD {
@@ -331,7 +331,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
             let mid = first + (last - first) / 2;
             self.move_median_to_first(first, first + 1, mid, last - 1);
             let cut = self.unguarded_partition(first + 1, last, first);
-            self.introsort_select(cut, last, depth, bounds);
+            self.introsort_where(cut, last, depth, wanted);
             last = cut;
         }
     }
@@ -362,7 +362,28 @@ pub fn sort_by<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool) {
 pub fn select_by<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool, bounds: &[usize]) {
     let n = a.len();
     if n >= 2 {
-        Sorter { a, less }.introsort_select(0, n, 2 * n.ilog2(), bounds);
+        let straddled = |first: usize, last: usize| bounds.iter().any(|&b| first < b && b < last);
+        Sorter { a, less }.introsort_where(0, n, 2 * n.ilog2(), &straddled);
+    }
+}
+
+/// Reorder `a` as [`sort_by`] would, but only as far as needed for the positions in
+/// `ranges` (half-open, ascending, disjoint): afterwards `a[q]` is what `sort_by` puts
+/// there for every `q` inside one, and every other position holds an element that
+/// `sort_by` puts outside them. Only the partitions of std::sort whose range overlaps one of
+/// `ranges` are replayed (step for step), plus the final blocks that do.
+pub fn sort_ranges_by<T: Copy>(
+    a: &mut [T],
+    less: impl Fn(&T, &T) -> bool,
+    ranges: &[(usize, usize)],
+) {
+    let n = a.len();
+    if n >= 2 {
+        let overlapped = |first: usize, last: usize| {
+            let i = ranges.partition_point(|&(_, hi)| hi <= first);
+            last - first >= 2 && ranges.get(i).is_some_and(|&(lo, _)| lo < last)
+        };
+        Sorter { a, less }.introsort_where(0, n, 2 * n.ilog2(), &overlapped);
     }
 }
 
@@ -575,6 +596,37 @@ mod tests {
                 assert_eq!(sorted(&sel[..a]), sorted(&full[..a]), "n {n} a {a}");
                 assert_eq!(sorted(&sel[a..b]), sorted(&full[a..b]), "n {n} {a}..{b}");
             }
+        }
+    }
+
+    #[test]
+    fn ranges_get_exactly_the_full_sorts_elements() {
+        // (value, index) keys compared by value, tie-heavy; up to three ranges anywhere.
+        let mut next = lcg(5);
+        for trial in 0..400 {
+            let n = 1 + (next() % if trial % 10 == 0 { 5000 } else { 300 }) as usize;
+            let distinct = 1 + next() % 12;
+            let keys: Vec<u32> = (0..n as u32).map(|i| (next() % distinct) as u32 * 65536 + i).collect();
+            let less = |a: &u32, b: &u32| a >> 16 < b >> 16;
+            let mut full = keys.clone();
+            sort_by(&mut full, less);
+            let mut cuts: Vec<usize> = (0..6).map(|_| next() as usize % (n + 1)).collect();
+            cuts.sort_unstable();
+            let ranges: Vec<(usize, usize)> = cuts.chunks(2).map(|c| (c[0], c[1])).collect();
+            let mut got = keys.clone();
+            sort_ranges_by(&mut got, less, &ranges);
+            let mut outside = (Vec::new(), Vec::new());
+            for q in 0..n {
+                if ranges.iter().any(|&(lo, hi)| lo <= q && q < hi) {
+                    assert_eq!(got[q], full[q], "n {n} q {q} ranges {ranges:?}");
+                } else {
+                    outside.0.push(got[q]);
+                    outside.1.push(full[q]);
+                }
+            }
+            outside.0.sort_unstable();
+            outside.1.sort_unstable();
+            assert_eq!(outside.0, outside.1, "n {n} ranges {ranges:?}");
         }
     }
 }
