@@ -383,12 +383,7 @@ impl RowScratch {
             });
         }
         let keys = &mut self.k32;
-        keys.clear();
-        keys.extend(
-            row.iter()
-                .enumerate()
-                .map(|(i, x)| x.to_bits() & 0x7fff_0000 | i as u32),
-        );
+        bf16_keys(row, keys);
         let sorted = &mut self.sorted;
         sort_by_high_half(keys, sorted, &mut self.spare);
         let ranges = &mut self.ranges;
@@ -465,12 +460,7 @@ impl RowScratch {
             }
         } else if any_low & 0xffff == 0 && n <= 1 << 16 {
             let keys = &mut self.k32;
-            keys.clear();
-            keys.extend(
-                row.iter()
-                    .enumerate()
-                    .map(|(i, x)| x.to_bits() & 0x7fff_0000 | i as u32),
-            );
+            bf16_keys(row, keys);
             self.seen.clear();
             self.seen.resize(1 << 9, 0);
             let dup = keys.iter().any(|&k| {
@@ -508,6 +498,17 @@ impl RowScratch {
             }
         }
     }
+}
+
+/// One u32 key per element of a row of bf16 values (low 16 bits of each f32 zero, at most
+/// 2¹⁶ elements): the magnitude's bits above, the index in the row below.
+fn bf16_keys(row: &[f32], keys: &mut Vec<u32>) {
+    keys.clear();
+    keys.extend(
+        row.iter()
+            .enumerate()
+            .map(|(i, x)| x.to_bits() & 0x7fff_0000 | i as u32),
+    );
 }
 
 /// `keys` into `out` sorted by their high 16 bits (bit 31 clear), stably: a two-pass LSD

@@ -322,7 +322,10 @@ fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
                 v[i].to_bits() != 0 && stream.bernoulli((offset + i) as u64, p[i] as f64)
             };
             let first_diff = (0..len).position(|i| got.get(i) != want(i));
-            assert_eq!(first_diff, None, "len {len} row {row_len} kind {kind} ε {epsilon}");
+            assert_eq!(
+                first_diff, None,
+                "len {len} row {row_len} kind {kind} ε {epsilon}"
+            );
         }
     }
 }

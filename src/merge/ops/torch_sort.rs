@@ -606,7 +606,9 @@ mod tests {
         for trial in 0..400 {
             let n = 1 + (next() % if trial % 10 == 0 { 5000 } else { 300 }) as usize;
             let distinct = 1 + next() % 12;
-            let keys: Vec<u32> = (0..n as u32).map(|i| (next() % distinct) as u32 * 65536 + i).collect();
+            let keys: Vec<u32> = (0..n as u32)
+                .map(|i| (next() % distinct) as u32 * 65536 + i)
+                .collect();
             let less = |a: &u32, b: &u32| a >> 16 < b >> 16;
             let mut full = keys.clone();
             sort_by(&mut full, less);
