@@ -88,7 +88,7 @@ impl Stream {
     /// A uniform draw in [0, 1) with 53 random bits for element `index`.
     #[inline]
     pub fn uniform(&self, index: u64) -> f64 {
-        (self.bits(index) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        self.draw53(index) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// Bernoulli(p) for element `index`: true with probability `p` (p ≤ 0 never, p ≥ 1 always).

@@ -344,15 +344,17 @@ struct RowScratch {
 impl RowScratch {
     /// Calls `keep(index)` for every element of `row` that DELLA keeps: the one whose
     /// `draw(index)` is below `t[rank]`, its rank in torch's `argsort(|x|)` order, but
-    /// never for an element equal to +0.0 (see [`della_keep_bits`]).
+    /// never for an element equal to +0.0 (see [`della_keep_bits`]); `keep` may be called
+    /// more than once for an element.
     ///
     /// Within a group of equal magnitudes at ranks `lo..hi`, an element whose draw is
     /// below every `t[lo..hi]` is kept, and one whose draw is at or above all of them is
     /// dropped, whatever order torch leaves the group in; a group of +0.0 values needs
-    /// no decision. The ranks of the groups come from `sort_unstable`; only the groups
-    /// with an element in between are placed exactly, by replaying torch's sort on the
-    /// partitions that overlap them ([`torch_sort::sort_ranges_by`]). Rows this cannot
-    /// key in 32 bits go through [`RowScratch::rank_row`].
+    /// no decision. The ranks of the groups come from a radix sort
+    /// ([`sort_by_high_half`]); only the groups with an element in between are placed
+    /// exactly, by replaying torch's sort on the partitions that overlap them
+    /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits go through
+    /// [`RowScratch::rank_row`].
     fn keep_row(
         &mut self,
         row: &[f32],
@@ -360,6 +362,11 @@ impl RowScratch {
         draw: &impl Fn(usize) -> u64,
         keep: &mut impl FnMut(usize),
     ) {
+        let mut keep = |idx: usize| {
+            if row[idx].to_bits() != 0 {
+                keep(idx)
+            }
+        };
         let n = row.len();
         let (mut any_low, mut nan, mut neg_zero) = (0u32, false, false);
         for x in row {
@@ -368,16 +375,9 @@ impl RowScratch {
             nan |= m > 0x7f80_0000;
             neg_zero |= x.to_bits() == 0x8000_0000;
         }
-        let positive_zero = |idx: usize| row[idx].to_bits() == 0;
-        if n == 1 || nan || any_low & 0xffff != 0 || n > 1 << 16 {
-            if n == 1 {
-                if draw(0) < t[0] && !positive_zero(0) {
-                    keep(0);
-                }
-                return;
-            }
+        if nan || any_low & 0xffff != 0 || n > 1 << 16 {
             return self.rank_row(row, &mut |rank, idx| {
-                if draw(idx) < t[rank] && !positive_zero(idx) {
+                if draw(idx) < t[rank] {
                     keep(idx)
                 }
             });
@@ -400,7 +400,7 @@ impl RowScratch {
                 // +0.0 only: nothing to keep
             } else if hi - lo == 1 {
                 let idx = index(sorted[lo]);
-                if draw(idx) < t[lo] && (m != 0 || !positive_zero(idx)) {
+                if draw(idx) < t[lo] {
                     keep(idx);
                 }
             } else {
@@ -409,9 +409,7 @@ impl RowScratch {
                 for &k in &sorted[lo..hi] {
                     let u = draw(index(k));
                     if u < lowest {
-                        if m != 0 || !positive_zero(index(k)) {
-                            keep(index(k));
-                        }
+                        keep(index(k));
                     } else if u < highest {
                         exact = false;
                     }
@@ -427,11 +425,8 @@ impl RowScratch {
         }
         torch_sort::sort_ranges_by(keys, |a, b| a >> 16 < b >> 16, ranges);
         for &(lo, hi) in ranges.iter() {
-            let (lowest, highest) = min_max(&t[lo..hi]);
-            for (q, &k) in keys[lo..hi].iter().enumerate() {
-                let u = draw(index(k));
-                let zero = lo == 0 && k >> 16 == 0 && positive_zero(index(k));
-                if lowest <= u && u < highest && u < t[lo + q] && !zero {
+            for (rank, &k) in (lo..hi).zip(&keys[lo..hi]) {
+                if draw(index(k)) < t[rank] {
                     keep(index(k));
                 }
             }
