@@ -423,15 +423,7 @@ fn window_pairs(vals: &[f32], start: usize, end: usize) -> Bits {
 mod tests {
     use super::*;
 
-    fn lcg(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed;
-        move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s >> 33
-        }
-    }
+    use crate::merge::ops::tests::lcg;
 
     fn set_of(n: usize, idx: &[u32]) -> Bits {
         let mut b = Bits::new(n);

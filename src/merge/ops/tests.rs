@@ -212,7 +212,9 @@ fn della_reference(delta: &[f32], density: f64, epsilon: f64, row_len: usize) ->
     probs
 }
 
-fn lcg(seed: u64) -> impl FnMut() -> u64 {
+/// A seeded LCG's high bits: the random arrays of the `ops` tests (and of `bits` and
+/// `torch_sort`).
+pub(super) fn lcg(seed: u64) -> impl FnMut() -> u64 {
     let mut s = seed;
     move || {
         s = s

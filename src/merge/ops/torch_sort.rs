@@ -426,16 +426,7 @@ pub fn select_indices(values: &[f32], descending: bool, bounds: &[usize]) -> Vec
 mod tests {
     use super::*;
 
-    /// A seeded LCG's high bits: the tests' random arrays.
-    fn lcg(seed: u64) -> impl FnMut() -> u64 {
-        let mut s = seed;
-        move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            s >> 33
-        }
-    }
+    use crate::merge::ops::tests::lcg;
 
     /// libstdc++'s `std::sort` transcribed as it is (Hoare's loop, closing insertion sort):
     /// the reference the faster partition and block sort must move exactly like.
