@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use super::tensor::{merge_one, merge_streamed, merge_streamed_whole};
+use super::tensor::{merge_one, merge_streamed, merge_streamed_whole, prepare_streamed};
 use super::{ops, stream};
 use crate::plan::{Plan, TensorPlan};
 
@@ -159,7 +159,8 @@ pub fn run(
     let block = opts.block_elems(threads, inputs);
     let streamable = |t: &TensorPlan| opts.streamed && streamable(plan, t);
     let units = schedule(plan, block, threads, opts.max_memory, &streamable);
-    let estimate = estimate_memory(plan, opts, threads);
+    let memory = UnitMemory::new(plan, opts, threads);
+    let estimate = memory.peak(&units);
     if estimate > opts.max_memory {
         tracing::warn!(
             "stage `{}`: its largest tensor needs about {} of working memory, more than --max-memory {}; the merge goes on and may use that much (raise --max-memory to silence this, or free memory)",
@@ -168,6 +169,8 @@ pub fn run(
             crate::plan::human_bytes(opts.max_memory)
         );
     }
+    let parallel_models =
+        |t: &TensorPlan| (t.models.len() as u64) * 4 * t.numel() as u64 <= opts.max_memory / 2;
     // A reader thread asks for the next unit's inputs (madvise WILLNEED, which may block
     // until the reads are queued) while this one merges, so cold reads overlap the work.
     let (ahead, wanted) = std::sync::mpsc::channel::<usize>();
@@ -183,45 +186,71 @@ pub fn run(
         }
         let _ = ahead.send(0);
         let mut written = 0u64;
+        // The next large tensor's decisions, prepared while the unit before it merged.
+        let mut ready: Option<(usize, Result<stream::Prepared>)> = None;
         for (u, unit) in units.iter().enumerate() {
             if u + 1 < units.len() {
                 let _ = ahead.send(u + 1);
             }
-            match unit {
-                Unit::Batch(range) => {
-                    let chunk = &plan.tensors[range.clone()];
-                    let results: Vec<Result<Vec<f32>>> = pool.install(|| {
-                        chunk
-                            .par_iter()
-                            .map(|t| match streamable(t) {
-                                true => merge_streamed_whole(plan, t, sources),
-                                false => merge_one(plan, t, sources),
-                            })
-                            .collect()
+            // Preparing a tensor is partly serial (TIES' top-k replays torch's sort), so
+            // the next large tensor is prepared on the pool while this unit merges, when
+            // both fit in the memory budget together.
+            let next = match units.get(u + 1) {
+                Some(&Unit::Streamed(j)) if memory.overlaps(units, u) => Some(j),
+                _ => None,
+            };
+            let mut next_prepared = None;
+            let this_prepared = ready.take();
+            pool.in_place_scope(|s| -> Result<()> {
+                if let Some(j) = next {
+                    let (t, slot) = (&plan.tensors[j], &mut next_prepared);
+                    let parallel = parallel_models(t);
+                    s.spawn(move |_| {
+                        *slot = Some(prepare_streamed(plan, t, sources, block, parallel));
                     });
-                    for (t, result) in chunk.iter().zip(results) {
-                        let data = result?;
+                }
+                match unit {
+                    Unit::Batch(range) => {
+                        let chunk = &plan.tensors[range.clone()];
+                        let results: Vec<Result<Vec<f32>>> = pool.install(|| {
+                            chunk
+                                .par_iter()
+                                .map(|t| match streamable(t) {
+                                    true => merge_streamed_whole(plan, t, sources),
+                                    false => merge_one(plan, t, sources),
+                                })
+                                .collect()
+                        });
+                        for (t, result) in chunk.iter().zip(results) {
+                            let data = result?;
+                            sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
+                            written += (data.len() * t.out_dtype.size()) as u64;
+                            bar.inc(1);
+                        }
+                    }
+                    &Unit::Streamed(i) => {
+                        let t = &plan.tensors[i];
+                        let prepared = match this_prepared {
+                            Some((k, prepared)) if k == i => prepared?,
+                            _ => pool.install(|| {
+                                prepare_streamed(plan, t, sources, block, parallel_models(t))
+                            })?,
+                        };
+                        merge_streamed(plan, t, sources, sink, &pool, block, &prepared)?;
+                        written += (t.numel() * t.out_dtype.size()) as u64;
+                        bar.inc(1);
+                    }
+                    &Unit::Whole(i) => {
+                        let t = &plan.tensors[i];
+                        let data = pool.install(|| merge_one(plan, t, sources))?;
                         sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
                         written += (data.len() * t.out_dtype.size()) as u64;
                         bar.inc(1);
                     }
                 }
-                Unit::Streamed(i) => {
-                    let t = &plan.tensors[*i];
-                    let parallel_models =
-                        (t.models.len() as u64) * 4 * t.numel() as u64 <= opts.max_memory / 2;
-                    merge_streamed(plan, t, sources, sink, &pool, block, parallel_models)?;
-                    written += (t.numel() * t.out_dtype.size()) as u64;
-                    bar.inc(1);
-                }
-                Unit::Whole(i) => {
-                    let t = &plan.tensors[*i];
-                    let data = pool.install(|| merge_one(plan, t, sources))?;
-                    sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
-                    written += (data.len() * t.out_dtype.size()) as u64;
-                    bar.inc(1);
-                }
-            }
+                Ok(())
+            })?;
+            ready = next.zip(next_prepared);
         }
         drop(ahead);
         Ok(written)
@@ -301,48 +330,102 @@ pub fn writer_queue_bytes(max_memory: u64) -> u64 {
 }
 
 /// Estimated peak working memory of [`run`] on `plan` (inputs are read in blocks, so their
-/// pages are not counted): the largest unit of work plus the writer's queue.
+/// pages are not counted): the largest unit of work (with the next tensor's preparation,
+/// where the runner overlaps them) plus the writer's queue.
 pub fn estimate_memory(plan: &Plan, opts: &RunOptions, threads: usize) -> u64 {
-    let threads = threads.max(1);
-    let inputs = plan
-        .tensors
-        .iter()
-        .map(|t| t.inputs().count())
-        .max()
-        .unwrap_or(1);
-    let block = opts.block_elems(threads, inputs);
+    let memory = UnitMemory::new(plan, opts, threads);
     let streamable = |t: &TensorPlan| opts.streamed && streamable(plan, t);
-    let selects = matches!(
-        plan.method.kernel,
-        super::methods::Kernel::TaskArithmetic(v)
-            if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers))
-    );
-    schedule(plan, block, threads, opts.max_memory, &streamable)
-        .iter()
-        .map(|unit| match unit {
-            Unit::Batch(r) => plan.tensors[r.clone()]
-                .iter()
-                .map(TensorPlan::work_bytes)
-                .sum(),
-            Unit::Whole(i) => plan.tensors[*i].work_bytes(),
+    memory.peak(&schedule(
+        plan,
+        memory.block,
+        memory.threads,
+        opts.max_memory,
+        &streamable,
+    ))
+}
+
+/// The working memory of the runner's units of one plan.
+struct UnitMemory<'a> {
+    plan: &'a Plan,
+    max_memory: u64,
+    threads: usize,
+    block: usize,
+    inputs: usize,
+    /// TIES/breadcrumbs: a magnitude selection holds 4 bytes per element per model.
+    selects: bool,
+    writer: u64,
+}
+
+impl<'a> UnitMemory<'a> {
+    fn new(plan: &'a Plan, opts: &RunOptions, threads: usize) -> UnitMemory<'a> {
+        let threads = threads.max(1);
+        let inputs = plan
+            .tensors
+            .iter()
+            .map(|t| t.inputs().count())
+            .max()
+            .unwrap_or(1);
+        UnitMemory {
+            plan,
+            max_memory: opts.max_memory,
+            threads,
+            block: opts.block_elems(threads, inputs),
+            inputs,
+            selects: matches!(
+                plan.method.kernel,
+                super::methods::Kernel::TaskArithmetic(v)
+                    if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers))
+            ),
+            writer: writer_queue_bytes(opts.max_memory).min(plan.bytes_written()),
+        }
+    }
+
+    /// Bytes one unit holds while it merges.
+    fn of(&self, unit: &Unit) -> u64 {
+        let tensors = &self.plan.tensors;
+        match unit {
+            Unit::Batch(r) => tensors[r.clone()].iter().map(TensorPlan::work_bytes).sum(),
+            Unit::Whole(i) => tensors[*i].work_bytes(),
             Unit::Streamed(i) => {
-                let t = &plan.tensors[*i];
+                let t = &tensors[*i];
                 let (n, k) = (t.numel() as u64, t.models.len() as u64);
-                let in_flight = threads as u64 * block as u64 * (8 * inputs as u64 + 6);
+                let in_flight =
+                    self.threads as u64 * self.block as u64 * (8 * self.inputs as u64 + 6);
                 let masks = k * n.div_ceil(8);
-                let selection = if !selects {
+                let selection = if !self.selects {
                     0
-                } else if k * 4 * n <= opts.max_memory / 2 {
+                } else if k * 4 * n <= self.max_memory / 2 {
                     k * 4 * n
                 } else {
                     4 * n
                 };
                 in_flight + masks + selection
             }
-        })
-        .max()
-        .unwrap_or(0)
-        + writer_queue_bytes(opts.max_memory).min(plan.bytes_written())
+        }
+    }
+
+    /// Whether the runner prepares unit `u + 1` (a streamed tensor) while unit `u` merges:
+    /// only when both fit in the budget together.
+    fn overlaps(&self, units: &[Unit], u: usize) -> bool {
+        match units.get(u + 1) {
+            Some(next @ Unit::Streamed(_)) => {
+                self.of(&units[u]) + self.of(next) + self.writer <= self.max_memory
+            }
+            _ => false,
+        }
+    }
+
+    /// The estimated peak over `units`.
+    fn peak(&self, units: &[Unit]) -> u64 {
+        (0..units.len())
+            .map(|u| match self.overlaps(units, u) {
+                true => self.of(&units[u]) + self.of(&units[u + 1]),
+                false => self.of(&units[u]),
+            })
+            .max()
+            .unwrap_or(0)
+            + self.writer
+    }
 }
 
 /// Merges reading less than this (bytes) do not prefetch.

@@ -85,12 +85,36 @@ pub(super) fn merge_streamed_whole(
     let readers = readers(plan, t, sources);
     let job = block_job(plan, t, &readers);
     let n = t.numel();
-    let blocks = stream::blocks(n, n.max(1), stream::granule(plan.method, &t.shape));
+    let blocks = stream::blocks(
+        n,
+        n.max(1),
+        stream::granule(plan.method, &t.shape, &t.params),
+    );
     let prepared = stream::prepare(plan.method, &job, &blocks, false)?;
     stream::apply(&prepared, &job, 0..n)
 }
 
-/// A large tensor, block by block: prepare (whole-tensor decisions), then merge `threads`
+/// A large tensor's whole-tensor decisions (the first step of [`merge_streamed`]), read in
+/// blocks of `block` elements. Runs on the calling thread's rayon pool; the runner may call
+/// it for the next tensor while the current one is applied.
+pub(super) fn prepare_streamed(
+    plan: &Plan,
+    t: &TensorPlan,
+    sources: &[&dyn TensorSource],
+    block: usize,
+    parallel_models: bool,
+) -> Result<stream::Prepared> {
+    let readers = readers(plan, t, sources);
+    let job = block_job(plan, t, &readers);
+    let blocks = stream::blocks(
+        t.numel(),
+        block,
+        stream::granule(plan.method, &t.shape, &t.params),
+    );
+    stream::prepare(plan.method, &job, &blocks, parallel_models)
+}
+
+/// A large tensor, block by block, from its [`prepare_streamed`] decisions: merge `threads`
 /// blocks at a time and hand them to the sink in order.
 pub(super) fn merge_streamed(
     plan: &Plan,
@@ -99,16 +123,19 @@ pub(super) fn merge_streamed(
     sink: &mut dyn Sink,
     pool: &rayon::ThreadPool,
     block: usize,
-    parallel_models: bool,
+    prepared: &stream::Prepared,
 ) -> Result<()> {
     let readers = readers(plan, t, sources);
     let job = block_job(plan, t, &readers);
-    let blocks = stream::blocks(t.numel(), block, stream::granule(plan.method, &t.shape));
-    let prepared = pool.install(|| stream::prepare(plan.method, &job, &blocks, parallel_models))?;
+    let blocks = stream::blocks(
+        t.numel(),
+        block,
+        stream::granule(plan.method, &t.shape, &t.params),
+    );
     for wave in blocks.chunks(pool.current_num_threads().max(1)) {
         let outs: Vec<Result<Vec<f32>>> = pool.install(|| {
             wave.par_iter()
-                .map(|r| stream::apply(&prepared, &job, r.clone()))
+                .map(|r| stream::apply(prepared, &job, r.clone()))
                 .collect()
         });
         for (r, out) in wave.iter().zip(outs) {

@@ -28,6 +28,8 @@
 //! let out = merge_vectors("model_stock", Some(&[1.0, 1.0]), &[(&[2.0, 3.0], &none), (&[2.0, 3.0], &none)], &none);
 //! assert_eq!(out.unwrap(), [2.0, 3.0]);
 //! ```
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::{Error, TensorJob};
@@ -50,31 +52,46 @@ pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
     }
 }
 
-/// [`chunk_sums`] for `K` models in one pass: every sum keeps its own element order (the
-/// same bits as [`separate_sums`]), and their addition chains overlap instead of running
-/// one after the other.
+/// [`chunk_sums`] for `K` ≤ 4 models: every sum keeps its own element order (the same bits
+/// as [`separate_sums`]). Per stretch of [`SUMS_SUB`] elements, the terms (squares,
+/// rounded products) are computed a whole row at a time, which vectorises; then they are
+/// added in element order, the addition chains of all sums interleaved.
 fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
     fn run<const K: usize>(ds: &[&[f32]], product: impl Fn(f32, f32) -> f64) -> Vec<f64> {
         let n = ds[0].len();
         let ds: [&[f32]; K] = std::array::from_fn(|i| &ds[i][..n]);
+        // the sums: K squares, then the pairs i < j in order
+        let m = K + K * (K - 1) / 2;
+        let mut terms = [[0f64; SUMS_SUB]; 10];
         // the start value of `Sum for f64`, so each sum equals its own `.sum()`
-        let start: f64 = std::iter::empty::<f64>().sum();
-        let (mut squares, mut dots) = ([start; K], [[start; K]; K]);
-        for e in 0..n {
-            let x: [f32; K] = std::array::from_fn(|i| ds[i][e]);
+        let mut sums = [std::iter::empty::<f64>().sum::<f64>(); 10];
+        for s in (0..n).step_by(SUMS_SUB) {
+            let len = SUMS_SUB.min(n - s);
+            let x: [&[f32]; K] = std::array::from_fn(|i| &ds[i][s..s + len]);
+            let mut t = 0;
+            for x in x {
+                for (o, &v) in terms[t][..len].iter_mut().zip(x) {
+                    *o = v as f64 * v as f64;
+                }
+                t += 1;
+            }
             for i in 0..K {
-                squares[i] += x[i] as f64 * x[i] as f64;
                 for j in i + 1..K {
-                    dots[i][j] += product(x[i], x[j]);
+                    for ((o, &a), &c) in terms[t][..len].iter_mut().zip(x[i]).zip(x[j]) {
+                        *o = product(a, c);
+                    }
+                    t += 1;
+                }
+            }
+            for e in 0..len {
+                for (sum, terms) in sums[..m].iter_mut().zip(&terms) {
+                    *sum += terms[e];
                 }
             }
         }
-        let mut out = squares.to_vec();
-        for i in 0..K {
-            out.extend(&dots[i][i + 1..]);
-        }
-        out
+        sums[..m].to_vec()
     }
+    debug_assert!((2..=4).contains(&K));
     match dtype {
         DType::F32 => run::<K>(ds, |a, c| a as f64 * c as f64),
         _ => crate::model::dtype::with_rounding!(dtype, R => {
@@ -82,6 +99,9 @@ fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
         }),
     }
 }
+
+/// Elements per stretch of [`fused_sums`] (its term rows stay in the L1 cache).
+const SUMS_SUB: usize = 256;
 
 /// [`chunk_sums`], one sum after the other (any number of models).
 fn separate_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
@@ -197,6 +217,21 @@ pub(crate) fn blend(
     dtype: DType,
     out: &mut [f32],
 ) {
+    /// The runs of elements sharing one t (a row, or the whole stretch): `f(t, range)`.
+    fn runs(
+        ratios: &[f32],
+        row: usize,
+        at: usize,
+        len: usize,
+        mut f: impl FnMut(f32, Range<usize>),
+    ) {
+        let mut j = 0;
+        while j < len {
+            let end = len.min((at + j) / row * row + row - at);
+            f(ratios[(at + j) / row], j..end);
+            j = end;
+        }
+    }
     fn run<R: Rounding>(
         xs: &[&[f32]],
         base: &[f32],
@@ -214,20 +249,55 @@ pub(crate) fn blend(
                 *s = rd(*s + x);
             }
         }
-        // runs of elements sharing one t (a row, or the whole stretch)
-        let mut j = 0;
-        while j < o.len() {
-            let t = ratios[(at + j) / row];
-            let end = o.len().min((at + j) / row * row + row - at);
+        runs(ratios, row, at, o.len(), |t, r| {
             let a = rd(1.0 - t);
-            for (o, &b) in o[j..end].iter_mut().zip(&base[j..end]) {
+            for (o, &b) in o[r.clone()].iter_mut().zip(&base[r]) {
                 let mean = rd(*o / k);
                 *o = rd(t * mean) + rd(a * b);
             }
-            j = end;
+        });
+    }
+    /// [`run`] for `K` models in one pass per element (the same operations in the same
+    /// order, the sum over models unrolled).
+    fn fused<R: Rounding, const K: usize>(
+        xs: &[&[f32]],
+        base: &[f32],
+        ratios: &[f32],
+        row: usize,
+        at: usize,
+        o: &mut [f32],
+    ) {
+        let rd = R::round;
+        let n = o.len();
+        let xs: [&[f32]; K] = std::array::from_fn(|i| &xs[i][..n]);
+        runs(ratios, row, at, n, |t, r| {
+            let a = rd(1.0 - t);
+            for e in r {
+                let mut sum = 0.0;
+                for x in xs {
+                    sum = rd(sum + x[e]);
+                }
+                let mean = rd(sum / K as f32);
+                o[e] = rd(t * mean) + rd(a * base[e]);
+            }
+        });
+    }
+    fn pick<R: Rounding>(
+        xs: &[&[f32]],
+        base: &[f32],
+        ratios: &[f32],
+        row: usize,
+        at: usize,
+        o: &mut [f32],
+    ) {
+        match xs.len() {
+            2 => fused::<R, 2>(xs, base, ratios, row, at, o),
+            3 => fused::<R, 3>(xs, base, ratios, row, at, o),
+            4 => fused::<R, 4>(xs, base, ratios, row, at, o),
+            _ => run::<R>(xs, base, ratios, row, at, o),
         }
     }
-    crate::model::dtype::with_rounding!(dtype, R => run::<R>(xs, base, ratios, row, at, out))
+    crate::model::dtype::with_rounding!(dtype, R => pick::<R>(xs, base, ratios, row, at, out))
 }
 
 #[cfg(test)]

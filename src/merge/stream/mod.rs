@@ -114,17 +114,19 @@ pub fn supported(method: &MethodSpec, compat: Compat) -> bool {
     }
 }
 
-/// The block granule of a tensor: blocks start at multiples of it.
-pub fn granule(method: &MethodSpec, shape: &[usize]) -> usize {
+/// The block granule of a tensor merged with `params`: blocks start at multiples of it.
+pub fn granule(method: &MethodSpec, shape: &[usize], params: &Params) -> usize {
     let row_len = match shape {
         [] => 1,
         [n] => *n,
         [.., last] => *last,
     }
     .max(1);
-    // whole rows per block: DELLA's per-row ranks, model_stock's per-row ratios
+    // whole rows per block: DELLA's per-row ranks, model_stock's per-row ratios (with
+    // `filter_wise`; otherwise its ratio sums whole chunks)
+    let filter_wise = params.get("filter_wise").is_some_and(|&v| v != 0.0);
     let rows = matches!(method.kernel, Kernel::TaskArithmetic(v) if v.sparsifier == Some(Sparsifier::DellaMagprune))
-        || matches!(method.kernel, Kernel::ModelStock);
+        || (matches!(method.kernel, Kernel::ModelStock) && filter_wise);
     if rows {
         super::ops::lcm(CHUNK, row_len)
     } else {

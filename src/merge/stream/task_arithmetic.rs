@@ -326,6 +326,23 @@ fn unzip_concat(parts: Vec<(Vec<f64>, Vec<f64>)>) -> (Vec<f64>, Vec<f64>) {
 }
 
 pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::merge::ops::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { apply_gta_avx2(g, job, range) };
+    }
+    apply_gta_any(g, job, range)
+}
+
+/// [`apply_gta`] compiled for AVX2 (see [`crate::merge::ops::has_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn apply_gta_avx2(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
+    apply_gta_any(g, job, range)
+}
+
+#[inline(always)]
+fn apply_gta_any(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
     crate::model::dtype::with_rounding!(job.compute_dtype, R => apply_gta_r::<R>(g, job, range))
 }
 
@@ -335,6 +352,7 @@ const SUB: usize = 1024;
 
 /// [`apply_gta`] with the compute dtype's rounding known at compile time, so the
 /// element-wise passes below vectorise.
+#[inline(always)]
 fn apply_gta_r<R: Rounding>(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
     let r = R::round;
     let mut out = base_reader(job, "task arithmetic")?(range.clone())?;
