@@ -109,6 +109,41 @@ macro_rules! with_rounding {
 }
 pub(crate) use with_rounding;
 
+/// Whether the element-wise kernels run their copies compiled for AVX2 ([`wide_kernel`];
+/// x86-64 only; the CPU is asked once and the answer cached).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// `fn name(args) -> ret { body }`, with a second copy of the body compiled for AVX2 that
+/// runs instead when the CPU has it. Both copies perform the same IEEE operations in the
+/// same order (Rust never fuses a multiply and an add, nor reorders a sum, on its own):
+/// the AVX2 copy only processes more elements per instruction, so the results are the same
+/// bits. Helpers the body calls should be `#[inline(always)]` to be compiled into it.
+macro_rules! wide_kernel {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn any($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2")]
+            fn avx2($($arg: $ty),*) $(-> $ret)? {
+                any($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if $crate::model::dtype::has_avx2() {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                return unsafe { avx2($($arg),*) };
+            }
+            any($($arg),*)
+        }
+    };
+}
+pub(crate) use wide_kernel;
+
 /// `half::bf16::from_f32(x).to_f32()` as plain bit arithmetic the compiler can inline and
 /// vectorise (the merge kernels call it per element): round to nearest even on the upper
 /// 16 bits; NaN stays NaN with its quiet bit set, exactly as `half` does.

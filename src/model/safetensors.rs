@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::dtype::wide_kernel;
 use super::{DType, Error, Result, TensorInfo};
 
 /// Largest header we accept (the `safetensors` crate's own bound).
@@ -316,20 +317,7 @@ fn convert_into(bytes: &[u8], dtype: DType, out: &mut [MaybeUninit<f32>]) {
                 o.write(f32::from_le_bytes(*c));
             }
         }
-        // bf16 → f32 is exact: the bf16 bits are the high half of the f32 bits.
-        DType::BF16 => {
-            let bf16 = |c: [u8; 2]| f32::from_bits(u32::from(u16::from_le_bytes(c)) << 16);
-            let (outs, out_rest) = out.as_chunks_mut::<16>();
-            let (ins, in_rest) = bytes.as_chunks::<32>();
-            for (o, c) in outs.iter_mut().zip(ins) {
-                for (i, o) in o.iter_mut().enumerate() {
-                    o.write(bf16([c[2 * i], c[2 * i + 1]]));
-                }
-            }
-            for (o, c) in out_rest.iter_mut().zip(in_rest.as_chunks::<2>().0) {
-                o.write(bf16(*c));
-            }
-        }
+        DType::BF16 => bf16_into(bytes, out),
         DType::F16 => {
             use half::slice::HalfFloatSliceExt;
             let mut halves = vec![half::f16::ZERO; out.len()];
@@ -339,6 +327,23 @@ fn convert_into(bytes: &[u8], dtype: DType, out: &mut [MaybeUninit<f32>]) {
             for (o, v) in out.iter_mut().zip(values) {
                 o.write(v);
             }
+        }
+    }
+}
+
+wide_kernel! {
+    /// bf16 → f32 (exact: the bf16 bits are the high half of the f32 bits), 16 at a time.
+    fn bf16_into(bytes: &[u8], out: &mut [MaybeUninit<f32>]) {
+        let bf16 = |c: [u8; 2]| f32::from_bits(u32::from(u16::from_le_bytes(c)) << 16);
+        let (outs, out_rest) = out.as_chunks_mut::<16>();
+        let (ins, in_rest) = bytes.as_chunks::<32>();
+        for (o, c) in outs.iter_mut().zip(ins) {
+            for (i, o) in o.iter_mut().enumerate() {
+                o.write(bf16([c[2 * i], c[2 * i + 1]]));
+            }
+        }
+        for (o, c) in out_rest.iter_mut().zip(in_rest.as_chunks::<2>().0) {
+            o.write(bf16(*c));
         }
     }
 }

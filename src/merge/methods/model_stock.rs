@@ -33,22 +33,24 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{Error, TensorJob};
-use crate::merge::ops::{round64, CHUNK};
+use crate::merge::ops::{round64, wide_kernel, CHUNK};
 use crate::model::dtype::Rounding;
 use crate::model::DType;
 
 pub use crate::registry::MODEL_STOCK as SPEC;
 
-/// The sums one stretch of at most [`CHUNK`] elements adds to the ratio, for task vectors
-/// `ds` (the same stretch of each): Σ dᵢ² per model, then Σ r(dᵢ·dⱼ) per pair i < j (`r`
-/// rounds each product to the compute dtype, as mergekit's elementwise product does), each
-/// in f64 in element order.
-pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
-    match ds.len() {
-        2 => fused_sums::<2>(ds, dtype),
-        3 => fused_sums::<3>(ds, dtype),
-        4 => fused_sums::<4>(ds, dtype),
-        _ => separate_sums(ds, dtype),
+wide_kernel! {
+    /// The sums one stretch of at most [`CHUNK`] elements adds to the ratio, for task vectors
+    /// `ds` (the same stretch of each): Σ dᵢ² per model, then Σ r(dᵢ·dⱼ) per pair i < j (`r`
+    /// rounds each product to the compute dtype, as mergekit's elementwise product does), each
+    /// in f64 in element order.
+    pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
+        match ds.len() {
+            2 => fused_sums::<2>(ds, dtype),
+            3 => fused_sums::<3>(ds, dtype),
+            4 => fused_sums::<4>(ds, dtype),
+            _ => separate_sums(ds, dtype),
+        }
     }
 }
 
@@ -56,7 +58,9 @@ pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
 /// as [`separate_sums`]). Per stretch of [`SUMS_SUB`] elements, the terms (squares,
 /// rounded products) are computed a whole row at a time, which vectorises; then they are
 /// added in element order, the addition chains of all sums interleaved.
+#[inline(always)]
 fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
+    #[inline(always)]
     fn run<const K: usize>(ds: &[&[f32]], product: impl Fn(f32, f32) -> f64) -> Vec<f64> {
         let n = ds[0].len();
         let ds: [&[f32]; K] = std::array::from_fn(|i| &ds[i][..n]);
@@ -104,6 +108,7 @@ fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
 const SUMS_SUB: usize = 256;
 
 /// [`chunk_sums`], one sum after the other (any number of models).
+#[inline(always)]
 fn separate_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
     let mut out: Vec<f64> = ds
         .iter()
@@ -205,99 +210,108 @@ pub(super) fn merge(job: &TensorJob) -> Result<Vec<f32>, Error> {
     Ok(out)
 }
 
-/// `out = t·mean(X) + (1−t)·B` per element of the stretch starting at element `at` of the
-/// tensor (`xs`, `base` and `out` that stretch), `t` of the element's row of `row`
-/// elements. The rounding is known at compile time, so the passes vectorise.
-pub(crate) fn blend(
-    xs: &[&[f32]],
-    base: &[f32],
-    ratios: &[f32],
-    row: usize,
-    at: usize,
-    dtype: DType,
-    out: &mut [f32],
-) {
-    /// The runs of elements sharing one t (a row, or the whole stretch): `f(t, range)`.
-    fn runs(
-        ratios: &[f32],
-        row: usize,
-        at: usize,
-        len: usize,
-        mut f: impl FnMut(f32, Range<usize>),
-    ) {
-        let mut j = 0;
-        while j < len {
-            let end = len.min((at + j) / row * row + row - at);
-            f(ratios[(at + j) / row], j..end);
-            j = end;
-        }
-    }
-    fn run<R: Rounding>(
+wide_kernel! {
+    /// `out = t·mean(X) + (1−t)·B` per element of the stretch starting at element `at` of the
+    /// tensor (`xs`, `base` and `out` that stretch), `t` of the element's row of `row`
+    /// elements. The rounding is known at compile time, so the passes vectorise.
+    pub(crate) fn blend(
         xs: &[&[f32]],
         base: &[f32],
         ratios: &[f32],
         row: usize,
         at: usize,
-        o: &mut [f32],
+        dtype: DType,
+        out: &mut [f32],
     ) {
-        let k = xs.len() as f32;
-        let rd = R::round;
-        // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
-        o.fill(0.0);
-        for x in xs {
-            for (s, &x) in o.iter_mut().zip(*x) {
-                *s = rd(*s + x);
-            }
+        /// The runs of elements sharing one t (a row, or the whole stretch): (t, range).
+        #[inline(always)]
+        fn runs(
+            ratios: &[f32],
+            row: usize,
+            at: usize,
+            len: usize,
+        ) -> impl Iterator<Item = (f32, Range<usize>)> + '_ {
+            let mut j = 0;
+            std::iter::from_fn(move || {
+                (j < len).then(|| {
+                    let end = len.min((at + j) / row * row + row - at);
+                    let run = (ratios[(at + j) / row], j..end);
+                    j = end;
+                    run
+                })
+            })
         }
-        runs(ratios, row, at, o.len(), |t, r| {
-            let a = rd(1.0 - t);
-            for (o, &b) in o[r.clone()].iter_mut().zip(&base[r]) {
-                let mean = rd(*o / k);
-                *o = rd(t * mean) + rd(a * b);
-            }
-        });
-    }
-    /// [`run`] for `K` models in one pass per element (the same operations in the same
-    /// order, the sum over models unrolled).
-    fn fused<R: Rounding, const K: usize>(
-        xs: &[&[f32]],
-        base: &[f32],
-        ratios: &[f32],
-        row: usize,
-        at: usize,
-        o: &mut [f32],
-    ) {
-        let rd = R::round;
-        let n = o.len();
-        let xs: [&[f32]; K] = std::array::from_fn(|i| &xs[i][..n]);
-        runs(ratios, row, at, n, |t, r| {
-            let a = rd(1.0 - t);
-            for e in r {
-                let mut sum = 0.0;
-                for x in xs {
-                    sum = rd(sum + x[e]);
+        #[inline(always)]
+        fn run<R: Rounding>(
+            xs: &[&[f32]],
+            base: &[f32],
+            ratios: &[f32],
+            row: usize,
+            at: usize,
+            o: &mut [f32],
+        ) {
+            let k = xs.len() as f32;
+            let rd = R::round;
+            // mergekit: sum(ws) / count, then t·avg + (1−t)·w₀, each op in the compute dtype.
+            o.fill(0.0);
+            for x in xs {
+                for (s, &x) in o.iter_mut().zip(*x) {
+                    *s = rd(*s + x);
                 }
-                let mean = rd(sum / K as f32);
-                o[e] = rd(t * mean) + rd(a * base[e]);
             }
-        });
-    }
-    fn pick<R: Rounding>(
-        xs: &[&[f32]],
-        base: &[f32],
-        ratios: &[f32],
-        row: usize,
-        at: usize,
-        o: &mut [f32],
-    ) {
-        match xs.len() {
-            2 => fused::<R, 2>(xs, base, ratios, row, at, o),
-            3 => fused::<R, 3>(xs, base, ratios, row, at, o),
-            4 => fused::<R, 4>(xs, base, ratios, row, at, o),
-            _ => run::<R>(xs, base, ratios, row, at, o),
+            for (t, r) in runs(ratios, row, at, o.len()) {
+                let a = rd(1.0 - t);
+                for (o, &b) in o[r.clone()].iter_mut().zip(&base[r]) {
+                    let mean = rd(*o / k);
+                    *o = rd(t * mean) + rd(a * b);
+                }
+            }
         }
+        /// [`run`] for `K` models in one pass per element (the same operations in the same
+        /// order, the sum over models unrolled).
+        #[inline(always)]
+        fn fused<R: Rounding, const K: usize>(
+            xs: &[&[f32]],
+            base: &[f32],
+            ratios: &[f32],
+            row: usize,
+            at: usize,
+            o: &mut [f32],
+        ) {
+            let rd = R::round;
+            let n = o.len();
+            let xs: [&[f32]; K] = std::array::from_fn(|i| &xs[i][..n]);
+            let base = &base[..n];
+            for (t, r) in runs(ratios, row, at, n) {
+                let a = rd(1.0 - t);
+                for e in r {
+                    let mut sum = 0.0;
+                    for x in xs {
+                        sum = rd(sum + x[e]);
+                    }
+                    let mean = rd(sum / K as f32);
+                    o[e] = rd(t * mean) + rd(a * base[e]);
+                }
+            }
+        }
+        #[inline(always)]
+        fn pick<R: Rounding>(
+            xs: &[&[f32]],
+            base: &[f32],
+            ratios: &[f32],
+            row: usize,
+            at: usize,
+            o: &mut [f32],
+        ) {
+            match xs.len() {
+                2 => fused::<R, 2>(xs, base, ratios, row, at, o),
+                3 => fused::<R, 3>(xs, base, ratios, row, at, o),
+                4 => fused::<R, 4>(xs, base, ratios, row, at, o),
+                _ => run::<R>(xs, base, ratios, row, at, o),
+            }
+        }
+        crate::model::dtype::with_rounding!(dtype, R => pick::<R>(xs, base, ratios, row, at, out))
     }
-    crate::model::dtype::with_rounding!(dtype, R => pick::<R>(xs, base, ratios, row, at, out))
 }
 
 #[cfg(test)]

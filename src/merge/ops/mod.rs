@@ -42,15 +42,7 @@ pub fn round64(dtype: DType, x: f64) -> f64 {
 /// Fixed reduction chunk (elements). Part of the numeric definition: do not tune per machine.
 pub const CHUNK: usize = 1 << 16;
 
-/// Whether the element-wise kernels run their copies compiled for AVX2 (x86-64 only; the
-/// CPU is asked once and the answer cached). Such a copy performs the same IEEE operations
-/// in the same order as the baseline build, on wider vectors (Rust never fuses a multiply
-/// and an add on its own), so its results are the same bits; only its speed differs.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-pub(crate) fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
-}
+pub(crate) use crate::model::dtype::wide_kernel;
 
 /// Σ f(xᵢ) in f64 over fixed chunks (bit-identical for any thread count).
 pub fn sum_f64(xs: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {

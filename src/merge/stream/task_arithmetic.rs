@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::{base_reader, BlockJob};
 use crate::merge::methods::task_arithmetic::{self, Variant};
 use crate::merge::methods::{ModelTensor, TensorJob};
-use crate::merge::ops::{self, floor_count, round64, Bits, Rescale, CHUNK};
+use crate::merge::ops::{self, floor_count, round64, wide_kernel, Bits, Rescale, CHUNK};
 use crate::merge::rng::Stream;
 use crate::merge::run::{Error, Result};
 use crate::model::dtype::Rounding;
@@ -64,14 +64,17 @@ enum Post {
     Inverse(f64),
 }
 
-/// `x ← r(x − b)` for one block: a model's task vector.
-pub(super) fn task_vector(x: &mut [f32], b: &[f32], dtype: DType) {
-    fn run<R: Rounding>(x: &mut [f32], b: &[f32]) {
-        x.iter_mut()
-            .zip(b)
-            .for_each(|(x, &y)| *x = R::round(*x - y));
+wide_kernel! {
+    /// `x ← r(x − b)` for one block: a model's task vector.
+    pub(super) fn task_vector(x: &mut [f32], b: &[f32], dtype: DType) {
+        #[inline(always)]
+        fn run<R: Rounding>(x: &mut [f32], b: &[f32]) {
+            x.iter_mut()
+                .zip(b)
+                .for_each(|(x, &y)| *x = R::round(*x - y));
+        }
+        crate::model::dtype::with_rounding!(dtype, R => run::<R>(x, b))
     }
-    crate::model::dtype::with_rounding!(dtype, R => run::<R>(x, b))
 }
 
 pub(super) fn prepare_gta(
@@ -325,25 +328,10 @@ fn unzip_concat(parts: Vec<(Vec<f64>, Vec<f64>)>) -> (Vec<f64>, Vec<f64>) {
     (a, b)
 }
 
-pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
-    #[cfg(target_arch = "x86_64")]
-    if crate::merge::ops::has_avx2() {
-        // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { apply_gta_avx2(g, job, range) };
+wide_kernel! {
+    pub(super) fn apply_gta(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
+        crate::model::dtype::with_rounding!(job.compute_dtype, R => apply_gta_r::<R>(g, job, range))
     }
-    apply_gta_any(g, job, range)
-}
-
-/// [`apply_gta`] compiled for AVX2 (see [`crate::merge::ops::has_avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn apply_gta_avx2(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
-    apply_gta_any(g, job, range)
-}
-
-#[inline(always)]
-fn apply_gta_any(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
-    crate::model::dtype::with_rounding!(job.compute_dtype, R => apply_gta_r::<R>(g, job, range))
 }
 
 /// Elements per pass of [`apply_gta_r`]: its scratch (one row per model, three more) stays
