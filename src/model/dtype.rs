@@ -114,7 +114,16 @@ pub(crate) use with_rounding;
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn has_avx2() -> bool {
-    std::arch::is_x86_feature_detected!("avx2")
+    WIDE.load(std::sync::atomic::Ordering::Relaxed) && std::arch::is_x86_feature_detected!("avx2")
+}
+
+static WIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Let the kernels use their AVX2 copies where the CPU has them (the default), or not.
+/// The results are the same bits either way; the tests compare the two.
+#[doc(hidden)]
+pub fn set_wide_kernels(on: bool) {
+    WIDE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// `fn name(args) -> ret { body }`, with a second copy of the body compiled for AVX2 that

@@ -133,3 +133,32 @@ fn streamed_kernels_equal_the_whole_tensor_kernels() {
         }
     }
 }
+
+/// The kernels' AVX2 copies (`wide_kernel!`, picked at run time) give the bits of the
+/// baseline build, for every streamed method and both compute dtypes. (Other tests running
+/// meanwhile may take either copy; by this test, that does not change their results.)
+#[test]
+fn wide_kernels_give_the_baseline_bits() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_model(&tmp.path().join("a"), shape(), 1, None, 0.0);
+    for (name, seed) in [("b", 2), ("c", 3), ("d", 4)] {
+        write_model(&tmp.path().join(name), shape(), 1, Some(seed), 0.02);
+    }
+    let opts = RunOptions {
+        threads: 2,
+        ..RunOptions::default()
+    };
+    for dtype in ["bfloat16", "float32"] {
+        for recipe in recipes() {
+            let text = format!("dtype: {dtype}\nseed: 9\n{recipe}");
+            lamarck::model::dtype::set_wide_kernels(false);
+            let baseline = merge(tmp.path(), &text, Compat::Mergekit, &opts);
+            lamarck::model::dtype::set_wide_kernels(true);
+            let wide = merge(tmp.path(), &text, Compat::Mergekit, &opts);
+            assert!(
+                baseline == wide,
+                "the AVX2 copies changed the result of\n{text}"
+            );
+        }
+    }
+}

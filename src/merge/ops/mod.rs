@@ -257,67 +257,69 @@ pub fn della_keep_probabilities(
     probs
 }
 
-/// DELLA's keep mask: element `i` is kept when `stream.bernoulli(offset + i, pᵢ)` with `pᵢ`
-/// from [`della_keep_probabilities`], the same draws, without the per-element probability
-/// array: per row, each rank's probability becomes an integer threshold once
-/// ([`rng::threshold`](super::rng::threshold)) and each element's draw is compared with
-/// its rank's. One exception: an element equal to +0.0 is always reported dropped, since
-/// keeping it gives the same merge (0 / p = 0, and it adds 0 to every sum).
-///
-/// Only an element whose draw falls between the lowest and highest threshold of its group
-/// of equal magnitudes needs its exact place in torch's order; the rest are decided by
-/// their group's rank range, from any sort ([`RowScratch::keep_row`]).
-pub fn della_keep_bits(
-    delta: &[f32],
-    density: f64,
-    epsilon: f64,
-    row_len: usize,
-    stream: Stream,
-    offset: usize,
-) -> Bits {
-    use super::rng::threshold;
-    let n = delta.len();
-    let row_len = row_len.max(1).min(n.max(1));
-    let low = (density - epsilon) as f32;
-    let span = (2.0 * epsilon) as f32;
-    // per rank, for a row of `len` elements (as della_keep_probabilities computes p)
-    let table = |len: usize| -> Vec<u64> {
-        if len == 1 {
-            return vec![threshold(density as f32 as f64)];
-        }
-        let denom = (len - 1) as f32;
-        (0..len)
-            .map(|rank| threshold((low + (rank as f32 / denom) * span) as f64))
-            .collect()
-    };
-    let full = table(row_len);
-    // Rows in jobs of whole words: `group` elements are both whole rows and whole words.
-    let group = lcm(row_len, 64);
-    let mut words = vec![0u64; n.div_ceil(64)];
-    words
-        .par_chunks_mut(group / 64)
-        .zip(delta.par_chunks(group))
-        .enumerate()
-        .for_each_init(RowScratch::default, |scratch, (job, (words, rows))| {
-            for (r, row) in rows.chunks(row_len).enumerate() {
-                let short;
-                let t = if row.len() == row_len {
-                    &full
-                } else {
-                    short = table(row.len());
-                    &short
-                };
-                let first = r * row_len; // within the job
-                let at = (offset + job * group + first) as u64;
-                let draw = |idx: usize| stream.draw53(at + idx as u64);
-                let mut keep = |idx: usize| {
-                    let i = first + idx;
-                    words[i / 64] |= 1 << (i % 64);
-                };
-                scratch.keep_row(row, t, &draw, &mut keep);
+wide_kernel! {
+    /// DELLA's keep mask: element `i` is kept when `stream.bernoulli(offset + i, pᵢ)` with `pᵢ`
+    /// from [`della_keep_probabilities`], the same draws, without the per-element probability
+    /// array: per row, each rank's probability becomes an integer threshold once
+    /// ([`rng::threshold`](super::rng::threshold)) and each element's draw is compared with
+    /// its rank's. One exception: an element equal to +0.0 is always reported dropped, since
+    /// keeping it gives the same merge (0 / p = 0, and it adds 0 to every sum).
+    ///
+    /// Only an element whose draw falls between the lowest and highest threshold of its group
+    /// of equal magnitudes needs its exact place in torch's order; the rest are decided by
+    /// their group's rank range, from any sort ([`RowScratch::keep_row`]).
+    pub fn della_keep_bits(
+        delta: &[f32],
+        density: f64,
+        epsilon: f64,
+        row_len: usize,
+        stream: Stream,
+        offset: usize,
+    ) -> Bits {
+        use super::rng::threshold;
+        let n = delta.len();
+        let row_len = row_len.max(1).min(n.max(1));
+        let low = (density - epsilon) as f32;
+        let span = (2.0 * epsilon) as f32;
+        // per rank, for a row of `len` elements (as della_keep_probabilities computes p)
+        let table = |len: usize| -> Vec<u64> {
+            if len == 1 {
+                return vec![threshold(density as f32 as f64)];
             }
-        });
-    Bits::from_words(words, n)
+            let denom = (len - 1) as f32;
+            (0..len)
+                .map(|rank| threshold((low + (rank as f32 / denom) * span) as f64))
+                .collect()
+        };
+        let full = table(row_len);
+        // Rows in jobs of whole words: `group` elements are both whole rows and whole words.
+        let group = lcm(row_len, 64);
+        let mut words = vec![0u64; n.div_ceil(64)];
+        words
+            .par_chunks_mut(group / 64)
+            .zip(delta.par_chunks(group))
+            .enumerate()
+            .for_each_init(RowScratch::default, |scratch, (job, (words, rows))| {
+                for (r, row) in rows.chunks(row_len).enumerate() {
+                    let short;
+                    let t = if row.len() == row_len {
+                        &full
+                    } else {
+                        short = table(row.len());
+                        &short
+                    };
+                    let first = r * row_len; // within the job
+                    let at = (offset + job * group + first) as u64;
+                    let draw = |idx: usize| stream.draw53(at + idx as u64);
+                    let mut keep = |idx: usize| {
+                        let i = first + idx;
+                        words[i / 64] |= 1 << (i % 64);
+                    };
+                    scratch.keep_row(row, t, &draw, &mut keep);
+                }
+            });
+        Bits::from_words(words, n)
+    }
 }
 
 /// Least common multiple (block and job sizes that are whole rows and whole chunks).
@@ -357,6 +359,7 @@ impl RowScratch {
     /// exactly, by replaying torch's sort on the partitions that overlap them
     /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits go through
     /// [`RowScratch::rank_row`].
+    #[inline(always)]
     fn keep_row(
         &mut self,
         row: &[f32],
@@ -499,6 +502,7 @@ impl RowScratch {
 
 /// One u32 key per element of a row of bf16 values (low 16 bits of each f32 zero, at most
 /// 2¹⁶ elements): the magnitude's bits above, the index in the row below.
+#[inline(always)]
 fn bf16_keys(row: &[f32], keys: &mut Vec<u32>) {
     keys.clear();
     keys.extend(
@@ -510,6 +514,7 @@ fn bf16_keys(row: &[f32], keys: &mut Vec<u32>) {
 
 /// `keys` into `out` sorted by their high 16 bits (bit 31 clear), stably: a two-pass LSD
 /// radix sort (8 bits, then 7), through `spare`.
+#[inline(always)]
 fn sort_by_high_half(keys: &[u32], out: &mut Vec<u32>, spare: &mut Vec<u32>) {
     fn pass(from: &[u32], to: &mut [u32], shift: u32, at: &mut [u32]) {
         let mut sum = 0;
