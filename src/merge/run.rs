@@ -150,16 +150,10 @@ pub fn run(
         indicatif::ProgressBar::hidden()
     };
     let threads = pool.current_num_threads();
-    let inputs = plan
-        .tensors
-        .iter()
-        .map(|t| t.inputs().count())
-        .max()
-        .unwrap_or(1);
-    let block = opts.block_elems(threads, inputs);
+    let memory = UnitMemory::new(plan, opts, threads);
+    let block = memory.block;
     let streamable = |t: &TensorPlan| opts.streamed && streamable(plan, t);
     let units = schedule(plan, block, threads, opts.max_memory, &streamable);
-    let memory = UnitMemory::new(plan, opts, threads);
     let estimate = memory.peak(&units);
     if estimate > opts.max_memory {
         tracing::warn!(

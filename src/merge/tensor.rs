@@ -85,13 +85,15 @@ pub(super) fn merge_streamed_whole(
     let readers = readers(plan, t, sources);
     let job = block_job(plan, t, &readers);
     let n = t.numel();
-    let blocks = stream::blocks(
-        n,
-        n.max(1),
-        stream::granule(plan.method, &t.shape, &t.params),
-    );
+    let blocks = tensor_blocks(plan, t, n.max(1));
     let prepared = stream::prepare(plan.method, &job, &blocks, false)?;
     stream::apply(&prepared, &job, 0..n)
+}
+
+/// The blocks of about `block` elements in which tensor `t` is streamed.
+fn tensor_blocks(plan: &Plan, t: &TensorPlan, block: usize) -> Vec<Range<usize>> {
+    let granule = stream::granule(plan.method, &t.shape, &t.params);
+    stream::blocks(t.numel(), block, granule)
 }
 
 /// A large tensor's whole-tensor decisions (the first step of [`merge_streamed`]), read in
@@ -106,11 +108,7 @@ pub(super) fn prepare_streamed(
 ) -> Result<stream::Prepared> {
     let readers = readers(plan, t, sources);
     let job = block_job(plan, t, &readers);
-    let blocks = stream::blocks(
-        t.numel(),
-        block,
-        stream::granule(plan.method, &t.shape, &t.params),
-    );
+    let blocks = tensor_blocks(plan, t, block);
     stream::prepare(plan.method, &job, &blocks, parallel_models)
 }
 
@@ -127,11 +125,7 @@ pub(super) fn merge_streamed(
 ) -> Result<()> {
     let readers = readers(plan, t, sources);
     let job = block_job(plan, t, &readers);
-    let blocks = stream::blocks(
-        t.numel(),
-        block,
-        stream::granule(plan.method, &t.shape, &t.params),
-    );
+    let blocks = tensor_blocks(plan, t, block);
     for wave in blocks.chunks(pool.current_num_threads().max(1)) {
         let outs: Vec<Result<Vec<f32>>> = pool.install(|| {
             wave.par_iter()
