@@ -212,7 +212,8 @@ pub fn prepare(
             let t = job.global(name, "t", None)?;
             let base = base_reader(job, name)?;
             let other = job.models[0].0;
-            // Σ v₀², Σ v₁², Σ v₀v₁ per fixed chunk, as ops::l2_norm / ops::dot_f64 sum them.
+            // Σ v₀², Σ v₁², Σ v₀v₁ per fixed chunk, as ops::l2_norm / ops::dot_f64 sum them:
+            // model_stock's chunk sums of two vectors, with f32's unrounded products.
             let parts = blocks
                 .par_iter()
                 .map(|r| -> Result<Vec<[f64; 3]>> {
@@ -220,14 +221,8 @@ pub fn prepare(
                     Ok(a.chunks(CHUNK)
                         .zip(b.chunks(CHUNK))
                         .map(|(x, y)| {
-                            [
-                                x.iter().map(|&p| p as f64 * p as f64).sum::<f64>(),
-                                y.iter().map(|&q| q as f64 * q as f64).sum::<f64>(),
-                                x.iter()
-                                    .zip(y)
-                                    .map(|(&p, &q)| p as f64 * q as f64)
-                                    .sum::<f64>(),
-                            ]
+                            let s = super::methods::model_stock::chunk_sums(&[x, y], DType::F32);
+                            [s[0], s[1], s[2]]
                         })
                         .collect())
                 })
