@@ -163,8 +163,6 @@ pub fn run(
             crate::plan::human_bytes(opts.max_memory)
         );
     }
-    let parallel_models =
-        |t: &TensorPlan| (t.models.len() as u64) * 4 * t.numel() as u64 <= opts.max_memory / 2;
     // A reader thread asks for the next unit's inputs (madvise WILLNEED, which may block
     // until the reads are queued) while this one merges, so cold reads overlap the work.
     let (ahead, wanted) = std::sync::mpsc::channel::<usize>();
@@ -198,7 +196,7 @@ pub fn run(
             pool.in_place_scope(|s| -> Result<()> {
                 if let Some(j) = next {
                     let (t, slot) = (&plan.tensors[j], &mut next_prepared);
-                    let parallel = parallel_models(t);
+                    let parallel = memory.parallel_models(t);
                     s.spawn(move |_| {
                         *slot = Some(prepare_streamed(plan, t, sources, block, parallel));
                     });
@@ -227,7 +225,7 @@ pub fn run(
                         let prepared = match this_prepared {
                             Some((k, prepared)) if k == i => prepared?,
                             _ => pool.install(|| {
-                                prepare_streamed(plan, t, sources, block, parallel_models(t))
+                                prepare_streamed(plan, t, sources, block, memory.parallel_models(t))
                             })?,
                         };
                         merge_streamed(plan, t, sources, sink, &pool, block, &prepared)?;
@@ -388,7 +386,7 @@ impl<'a> UnitMemory<'a> {
                 let masks = k * n.div_ceil(8);
                 let selection = if !self.selects {
                     0
-                } else if k * 4 * n <= self.max_memory / 2 {
+                } else if self.parallel_models(t) {
                     k * 4 * n
                 } else {
                     4 * n
@@ -396,6 +394,12 @@ impl<'a> UnitMemory<'a> {
                 in_flight + masks + selection
             }
         }
+    }
+
+    /// Whether the task vectors of `t`'s models are prepared at once (each TIES/breadcrumbs
+    /// selection holds 4 bytes per element), within half the budget.
+    fn parallel_models(&self, t: &TensorPlan) -> bool {
+        t.models.len() as u64 * 4 * t.numel() as u64 <= self.max_memory / 2
     }
 
     /// Whether the runner prepares unit `u + 1` (a streamed tensor) while unit `u` merges:

@@ -33,100 +33,11 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{Error, TensorJob};
-use crate::merge::ops::{round64, wide_kernel, CHUNK};
-use crate::model::dtype::Rounding;
+use crate::merge::ops::{chunk_sums, round64, CHUNK};
+use crate::model::dtype::{wide_kernel, Rounding};
 use crate::model::DType;
 
 pub use crate::registry::MODEL_STOCK as SPEC;
-
-wide_kernel! {
-    /// The sums one stretch of at most [`CHUNK`] elements adds to the ratio, for task vectors
-    /// `ds` (the same stretch of each): Σ dᵢ² per model, then Σ r(dᵢ·dⱼ) per pair i < j (`r`
-    /// rounds each product to the compute dtype, as mergekit's elementwise product does), each
-    /// in f64 in element order.
-    pub(crate) fn chunk_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
-        match ds.len() {
-            2 => fused_sums::<2>(ds, dtype),
-            3 => fused_sums::<3>(ds, dtype),
-            4 => fused_sums::<4>(ds, dtype),
-            _ => separate_sums(ds, dtype),
-        }
-    }
-}
-
-/// [`chunk_sums`] for `K` ≤ 4 models: every sum keeps its own element order (the same bits
-/// as [`separate_sums`]). Per stretch of [`SUMS_SUB`] elements, the terms (squares,
-/// rounded products) are computed a whole row at a time, which vectorises; then they are
-/// added in element order, the addition chains of all sums interleaved.
-#[inline(always)]
-fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
-    #[inline(always)]
-    fn run<const K: usize>(ds: &[&[f32]], product: impl Fn(f32, f32) -> f64) -> Vec<f64> {
-        let n = ds[0].len();
-        let ds: [&[f32]; K] = std::array::from_fn(|i| &ds[i][..n]);
-        // the sums: K squares, then the pairs i < j in order
-        let m = K + K * (K - 1) / 2;
-        let mut terms = [[0f64; SUMS_SUB]; 10];
-        // the start value of `Sum for f64`, so each sum equals its own `.sum()`
-        let mut sums = [std::iter::empty::<f64>().sum::<f64>(); 10];
-        for s in (0..n).step_by(SUMS_SUB) {
-            let len = SUMS_SUB.min(n - s);
-            let x: [&[f32]; K] = std::array::from_fn(|i| &ds[i][s..s + len]);
-            let mut t = 0;
-            for x in x {
-                for (o, &v) in terms[t][..len].iter_mut().zip(x) {
-                    *o = v as f64 * v as f64;
-                }
-                t += 1;
-            }
-            for i in 0..K {
-                for j in i + 1..K {
-                    for ((o, &a), &c) in terms[t][..len].iter_mut().zip(x[i]).zip(x[j]) {
-                        *o = product(a, c);
-                    }
-                    t += 1;
-                }
-            }
-            for e in 0..len {
-                for (sum, terms) in sums[..m].iter_mut().zip(&terms) {
-                    *sum += terms[e];
-                }
-            }
-        }
-        sums[..m].to_vec()
-    }
-    debug_assert!((2..=4).contains(&K));
-    match dtype {
-        DType::F32 => run::<K>(ds, |a, c| a as f64 * c as f64),
-        _ => crate::model::dtype::with_rounding!(dtype, R => {
-            run::<K>(ds, |a, c| R::round(a * c) as f64)
-        }),
-    }
-}
-
-/// Elements per stretch of [`fused_sums`] (its term rows stay in the L1 cache).
-const SUMS_SUB: usize = 256;
-
-/// [`chunk_sums`], one sum after the other (any number of models).
-#[inline(always)]
-fn separate_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
-    let mut out: Vec<f64> = ds
-        .iter()
-        .map(|d| d.iter().map(|&x| x as f64 * x as f64).sum::<f64>())
-        .collect();
-    for i in 0..ds.len() {
-        for j in i + 1..ds.len() {
-            let (a, c) = (ds[i], ds[j]);
-            out.push(match dtype {
-                DType::F32 => a.iter().zip(c).map(|(&a, &c)| a as f64 * c as f64).sum(),
-                _ => crate::model::dtype::with_rounding!(dtype, R => {
-                    a.iter().zip(c).map(|(&a, &c)| R::round(a * c) as f64).sum::<f64>()
-                }),
-            });
-        }
-    }
-    out
-}
 
 /// The interpolation ratio t of one vector (the whole tensor, or one row) from its
 /// [`chunk_sums`], chunk by chunk in order (each total summed in that order, so any
@@ -294,23 +205,12 @@ wide_kernel! {
                 }
             }
         }
-        #[inline(always)]
-        fn pick<R: Rounding>(
-            xs: &[&[f32]],
-            base: &[f32],
-            ratios: &[f32],
-            row: usize,
-            at: usize,
-            o: &mut [f32],
-        ) {
-            match xs.len() {
-                2 => fused::<R, 2>(xs, base, ratios, row, at, o),
-                3 => fused::<R, 3>(xs, base, ratios, row, at, o),
-                4 => fused::<R, 4>(xs, base, ratios, row, at, o),
-                _ => run::<R>(xs, base, ratios, row, at, o),
-            }
-        }
-        crate::model::dtype::with_rounding!(dtype, R => pick::<R>(xs, base, ratios, row, at, out))
+    crate::model::dtype::with_rounding!(dtype, R => match xs.len() {
+            2 => fused::<R, 2>(xs, base, ratios, row, at, out),
+            3 => fused::<R, 3>(xs, base, ratios, row, at, out),
+            4 => fused::<R, 4>(xs, base, ratios, row, at, out),
+            _ => run::<R>(xs, base, ratios, row, at, out),
+        })
     }
 }
 

@@ -23,11 +23,14 @@
 use rayon::prelude::*;
 
 mod bits;
+mod sums;
 pub mod torch_sort;
 
 pub use bits::{ascending_window_bits, top_k_bits, Bits};
+pub use sums::chunk_sums;
 
 use super::rng::Stream;
+use crate::model::dtype::wide_kernel;
 use crate::model::DType;
 
 /// Round an f64 scalar to `dtype` as mergekit's torch scalars in that dtype are; f32
@@ -41,8 +44,6 @@ pub fn round64(dtype: DType, x: f64) -> f64 {
 
 /// Fixed reduction chunk (elements). Part of the numeric definition: do not tune per machine.
 pub const CHUNK: usize = 1 << 16;
-
-pub(crate) use crate::model::dtype::wide_kernel;
 
 /// Σ f(xᵢ) in f64 over fixed chunks (bit-identical for any thread count).
 pub fn sum_f64(xs: &[f32], f: impl Fn(f32) -> f64 + Sync) -> f64 {

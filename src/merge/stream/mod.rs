@@ -213,7 +213,7 @@ pub fn prepare(
             let base = base_reader(job, name)?;
             let other = job.models[0].0;
             // Σ v₀², Σ v₁², Σ v₀v₁ per fixed chunk, as ops::l2_norm / ops::dot_f64 sum them:
-            // model_stock's chunk sums of two vectors, with f32's unrounded products.
+            // the chunk sums of two vectors, with f32's unrounded products.
             let parts = blocks
                 .par_iter()
                 .map(|r| -> Result<Vec<[f64; 3]>> {
@@ -221,7 +221,7 @@ pub fn prepare(
                     Ok(a.chunks(CHUNK)
                         .zip(b.chunks(CHUNK))
                         .map(|(x, y)| {
-                            let s = super::methods::model_stock::chunk_sums(&[x, y], DType::F32);
+                            let s = super::ops::chunk_sums(&[x, y], DType::F32);
                             [s[0], s[1], s[2]]
                         })
                         .collect())
@@ -253,7 +253,8 @@ pub fn prepare(
 /// each whole row's ratio: blocks hold whole rows), then the tensor's ratio from the chunk
 /// sums in order, as `methods::model_stock` computes them.
 fn prepare_model_stock(job: &BlockJob, blocks: &[Range<usize>]) -> Result<Prepared> {
-    use super::methods::model_stock::{chunk_sums, ratio, ratio_from, SPEC};
+    use super::methods::model_stock::{ratio, ratio_from, SPEC};
+    use super::ops::chunk_sums;
     let filter_wise = job.global(SPEC.name, "filter_wise", Some(0.0))? != 0.0;
     let base = base_reader(job, SPEC.name)?;
     let (n, dtype, k) = (job.numel(), job.compute_dtype, job.models.len());

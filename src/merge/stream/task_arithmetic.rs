@@ -10,10 +10,10 @@ use rayon::prelude::*;
 use super::{base_reader, BlockJob};
 use crate::merge::methods::task_arithmetic::{self, Variant};
 use crate::merge::methods::{ModelTensor, TensorJob};
-use crate::merge::ops::{self, floor_count, round64, wide_kernel, Bits, Rescale, CHUNK};
+use crate::merge::ops::{self, floor_count, round64, Bits, Rescale, CHUNK};
 use crate::merge::rng::Stream;
 use crate::merge::run::{Error, Result};
-use crate::model::dtype::Rounding;
+use crate::model::dtype::{wide_kernel, Rounding};
 use crate::model::DType;
 use crate::registry::Sparsifier;
 
