@@ -27,7 +27,7 @@ mod sums;
 pub mod torch_sort;
 
 pub use bits::{ascending_window_bits, top_k_bits, Bits};
-pub use sums::chunk_sums;
+pub use sums::{chunk_sums, masked_l1_sums};
 
 use super::rng::Stream;
 use crate::model::dtype::wide_kernel;
@@ -258,68 +258,102 @@ pub fn della_keep_probabilities(
     probs
 }
 
-wide_kernel! {
-    /// DELLA's keep mask: element `i` is kept when `stream.bernoulli(offset + i, pᵢ)` with `pᵢ`
-    /// from [`della_keep_probabilities`], the same draws, without the per-element probability
-    /// array: per row, each rank's probability becomes an integer threshold once
-    /// ([`rng::threshold`](super::rng::threshold)) and each element's draw is compared with
-    /// its rank's. One exception: an element equal to +0.0 is always reported dropped, since
-    /// keeping it gives the same merge (0 / p = 0, and it adds 0 to every sum).
-    ///
-    /// Only an element whose draw falls between the lowest and highest threshold of its group
-    /// of equal magnitudes needs its exact place in torch's order; the rest are decided by
-    /// their group's rank range, from any sort ([`RowScratch::keep_row`]).
-    pub fn della_keep_bits(
-        delta: &[f32],
-        density: f64,
-        epsilon: f64,
-        row_len: usize,
-        stream: Stream,
-        offset: usize,
-    ) -> Bits {
+/// DELLA's keep mask: element `i` is kept when `stream.bernoulli(offset + i, pᵢ)` with `pᵢ`
+/// from [`della_keep_probabilities`], the same draws, without the per-element probability
+/// array: per row, each rank's probability becomes an integer threshold once
+/// ([`rng::threshold`](super::rng::threshold)) and each element's draw is compared with
+/// its rank's. One exception: an element equal to +0.0 is always reported dropped, since
+/// keeping it gives the same merge (0 / p = 0, and it adds 0 to every sum).
+///
+/// Only an element whose draw falls between the lowest and highest threshold of its group
+/// of equal magnitudes needs its exact place in torch's order; the rest are decided by
+/// their group's rank range ([`RowScratch::keep_row`]).
+pub fn della_keep_bits(
+    delta: &[f32],
+    density: f64,
+    epsilon: f64,
+    row_len: usize,
+    stream: Stream,
+    offset: usize,
+) -> Bits {
+    let n = delta.len();
+    let row_len = row_len.max(1).min(n.max(1));
+    let ps = Thresholds {
+        density,
+        low: (density - epsilon) as f32,
+        span: (2.0 * epsilon) as f32,
+    };
+    let full = ps.of_row(row_len);
+    // Rows in jobs of whole words: `group` elements are both whole rows and whole words.
+    let group = lcm(row_len, 64);
+    let mut words = vec![0u64; n.div_ceil(64)];
+    words
+        .par_chunks_mut(group / 64)
+        .zip(delta.par_chunks(group))
+        .enumerate()
+        .for_each_init(RowScratch::default, |scratch, (job, (words, rows))| {
+            let at = (offset + job * group) as u64;
+            della_job(rows, words, row_len, &full, &ps, stream, at, scratch);
+        });
+    Bits::from_words(words, n)
+}
+
+/// DELLA's keep thresholds per rank (as [`della_keep_probabilities`] computes p).
+struct Thresholds {
+    density: f64,
+    low: f32,
+    span: f32,
+}
+
+impl Thresholds {
+    fn of_row(&self, len: usize) -> Vec<u64> {
         use super::rng::threshold;
-        let n = delta.len();
-        let row_len = row_len.max(1).min(n.max(1));
-        let low = (density - epsilon) as f32;
-        let span = (2.0 * epsilon) as f32;
-        // per rank, for a row of `len` elements (as della_keep_probabilities computes p)
-        let table = |len: usize| -> Vec<u64> {
-            if len == 1 {
-                return vec![threshold(density as f32 as f64)];
-            }
-            let denom = (len - 1) as f32;
-            (0..len)
-                .map(|rank| threshold((low + (rank as f32 / denom) * span) as f64))
-                .collect()
-        };
-        let full = table(row_len);
-        // Rows in jobs of whole words: `group` elements are both whole rows and whole words.
-        let group = lcm(row_len, 64);
-        let mut words = vec![0u64; n.div_ceil(64)];
-        words
-            .par_chunks_mut(group / 64)
-            .zip(delta.par_chunks(group))
-            .enumerate()
-            .for_each_init(RowScratch::default, |scratch, (job, (words, rows))| {
-                for (r, row) in rows.chunks(row_len).enumerate() {
-                    let short;
-                    let t = if row.len() == row_len {
-                        &full
-                    } else {
-                        short = table(row.len());
-                        &short
-                    };
-                    let first = r * row_len; // within the job
-                    let at = (offset + job * group + first) as u64;
-                    let draw = |idx: usize| stream.draw53(at + idx as u64);
-                    let mut keep = |idx: usize| {
-                        let i = first + idx;
-                        words[i / 64] |= 1 << (i % 64);
-                    };
-                    scratch.keep_row(row, t, &draw, &mut keep);
-                }
-            });
-        Bits::from_words(words, n)
+        if len == 1 {
+            return vec![threshold(self.density as f32 as f64)];
+        }
+        let denom = (len - 1) as f32;
+        (0..len)
+            .map(|rank| threshold((self.low + (rank as f32 / denom) * self.span) as f64))
+            .collect()
+    }
+}
+
+wide_kernel! {
+    /// [`della_keep_bits`] of one job, whole rows that are whole words: `rows` from element
+    /// `at` of the stream, their mask into `words`; `full` the thresholds of a whole row.
+    #[allow(clippy::too_many_arguments)]
+    fn della_job(
+        rows: &[f32],
+        words: &mut [u64],
+        row_len: usize,
+        full: &[u64],
+        ps: &Thresholds,
+        stream: Stream,
+        at: u64,
+        scratch: &mut RowScratch,
+    ) {
+        let mut flags = std::mem::take(&mut scratch.flags);
+        flags.clear();
+        flags.resize(rows.len(), 0);
+        for (r, row) in rows.chunks(row_len).enumerate() {
+            let short;
+            let t = if row.len() == row_len {
+                full
+            } else {
+                short = ps.of_row(row.len());
+                &short
+            };
+            let first = r * row_len; // within the job
+            let at = at + first as u64;
+            let draw = |idx: usize| stream.draw53(at + idx as u64);
+            scratch.keep_row(row, t, &draw, &mut flags[first..first + row.len()]);
+        }
+        for (word, flags) in words.iter_mut().zip(flags.chunks(64)) {
+            let mut w = [0u8; 64];
+            w[..flags.len()].copy_from_slice(flags);
+            *word = bits::pack64(w);
+        }
+        scratch.flags = flags;
     }
 }
 
@@ -337,104 +371,113 @@ pub fn lcm(a: usize, b: usize) -> usize {
 struct RowScratch {
     k32: Vec<u32>,
     k64: Vec<u64>,
-    /// [`RowScratch::keep_row`]: the keys in magnitude order, and the rank ranges of the
-    /// groups of equal magnitudes that need torch's exact order.
-    sorted: Vec<u32>,
-    spare: Vec<u32>,
+    /// [`RowScratch::keep_row`]: the draws of a row; per magnitude slot its count, then
+    /// its first rank; the slots with an undecided element; their rank ranges.
+    draws: Vec<u64>,
+    count: Vec<u32>,
+    undecided: Vec<u32>,
     ranges: Vec<(usize, usize)>,
+    /// [`della_keep_bits`]: one keep flag (0 or 1) per element of a job.
+    flags: Vec<u8>,
     /// 2¹⁵ bits: which bf16 magnitudes a row has (duplicate detection).
     seen: Vec<u64>,
 }
 
 impl RowScratch {
-    /// Calls `keep(index)` for every element of `row` that DELLA keeps: the one whose
-    /// `draw(index)` is below `t[rank]`, its rank in torch's `argsort(|x|)` order, but
-    /// never for an element equal to +0.0 (see [`della_keep_bits`]); `keep` may be called
-    /// more than once for an element.
+    /// Sets `flags[index]` to 1 for each element of `row` that DELLA keeps, else 0: kept
+    /// when `draw(index)` is below `t[rank]`, its rank in torch's `argsort(|x|)` order, but
+    /// never an element equal to +0.0 (see [`della_keep_bits`]). `t` is monotone in the
+    /// rank (DELLA's thresholds are).
     ///
-    /// Within a group of equal magnitudes at ranks `lo..hi`, an element whose draw is
-    /// below every `t[lo..hi]` is kept, and one whose draw is at or above all of them is
-    /// dropped, whatever order torch leaves the group in; a group of +0.0 values needs
-    /// no decision. The ranks of the groups come from a radix sort
-    /// ([`sort_by_high_half`]); only the groups with an element in between are placed
-    /// exactly, by replaying torch's sort on the partitions that overlap them
-    /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits go through
-    /// [`RowScratch::rank_row`].
+    /// A group of equal magnitudes holds ranks `lo..hi`: an element whose draw is below
+    /// every `t[lo..hi]` (the lower of `t[lo]` and `t[hi - 1]`) is kept, and one whose draw
+    /// is at or above all of them is dropped, whatever order torch leaves the group in; a
+    /// group of +0.0 values needs no decision. So the groups' rank ranges are all most rows
+    /// need: from a count of each bf16 magnitude (a table over the row's range of
+    /// magnitudes), without sorting; each element is then decided in index order, without
+    /// branches. Only the groups with an element in between are placed exactly, by
+    /// replaying torch's sort on the partitions that overlap them
+    /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits, or whose range of
+    /// magnitudes is far wider than the row, go through [`RowScratch::rank_row`].
     #[inline(always)]
-    fn keep_row(
-        &mut self,
-        row: &[f32],
-        t: &[u64],
-        draw: &impl Fn(usize) -> u64,
-        keep: &mut impl FnMut(usize),
-    ) {
-        let mut keep = |idx: usize| {
-            if row[idx].to_bits() != 0 {
-                keep(idx)
-            }
-        };
+    fn keep_row(&mut self, row: &[f32], t: &[u64], draw: &impl Fn(usize) -> u64, flags: &mut [u8]) {
         let n = row.len();
+        // bf16 magnitudes: the 15 bits above the f32's low half
+        let mag = |x: f32| x.to_bits() >> 16 & 0x7fff;
         let (mut any_low, mut nan, mut neg_zero) = (0u32, false, false);
+        let (mut least, mut most) = (u32::MAX, 0u32); // over the non-zero magnitudes
         for x in row {
             let m = x.to_bits() & 0x7fff_ffff;
             any_low |= m;
             nan |= m > 0x7f80_0000;
             neg_zero |= x.to_bits() == 0x8000_0000;
+            let k = m >> 16;
+            least = least.min(if k == 0 { u32::MAX } else { k });
+            most = most.max(k);
         }
-        if nan || any_low & 0xffff != 0 || n > 1 << 16 {
+        let slots = if most == 0 { 1 } else { (most - least + 2) as usize };
+        if nan || any_low & 0xffff != 0 || n > 1 << 16 || slots > 16 * n + 4096 {
             return self.rank_row(row, &mut |rank, idx| {
-                if draw(idx) < t[rank] {
-                    keep(idx)
-                }
+                flags[idx] = (draw(idx) < t[rank] && row[idx].to_bits() != 0) as u8;
             });
+        }
+        // Slot 0 is magnitude 0, slot k − least + 1 magnitude k: slots in magnitude order.
+        let slot = |x: f32| {
+            let k = mag(x);
+            ((k != 0) as u32).wrapping_mul(k.wrapping_sub(least).wrapping_add(1)) as usize
+        };
+        let count = &mut self.count;
+        count.clear();
+        count.resize(2 * slots, 0);
+        for &x in row {
+            count[slot(x)] += 1;
+        }
+        let (count, first) = count.split_at_mut(slots);
+        let mut rank = 0;
+        for (c, f) in count.iter().zip(first.iter_mut()) {
+            *f = rank;
+            rank += c;
+        }
+        let draws = &mut self.draws;
+        draws.clear();
+        draws.extend((0..n).map(draw));
+        let undecided = &mut self.undecided;
+        undecided.clear();
+        undecided.resize(n, 0);
+        let mut open = 0;
+        for (idx, (&x, flag)) in row.iter().zip(flags.iter_mut()).enumerate() {
+            let s = slot(x);
+            let lo = first[s] as usize;
+            let (a, b) = (t[lo], t[lo + count[s] as usize - 1]);
+            let (lowest, highest) = if a <= b { (a, b) } else { (b, a) };
+            let u = draws[idx];
+            *flag = (u < lowest && x.to_bits() != 0) as u8;
+            undecided[open] = s as u32;
+            open += (u >= lowest && u < highest && (s != 0 || neg_zero)) as usize;
+        }
+        if open == 0 {
+            return;
+        }
+        let undecided = &mut undecided[..open];
+        undecided.sort_unstable();
+        let ranges = &mut self.ranges;
+        ranges.clear();
+        let mut last = u32::MAX;
+        for &s in undecided.iter() {
+            if s != last {
+                let lo = first[s as usize] as usize;
+                ranges.push((lo, lo + count[s as usize] as usize));
+                last = s;
+            }
         }
         let keys = &mut self.k32;
         bf16_keys(row, keys);
-        let sorted = &mut self.sorted;
-        sort_by_high_half(keys, sorted, &mut self.spare);
-        let ranges = &mut self.ranges;
-        ranges.clear();
-        let index = |k: u32| (k & 0xffff) as usize;
-        let mut lo = 0;
-        while lo < n {
-            let m = sorted[lo] >> 16;
-            let mut hi = lo + 1;
-            while hi < n && sorted[hi] >> 16 == m {
-                hi += 1;
-            }
-            if m == 0 && !neg_zero {
-                // +0.0 only: nothing to keep
-            } else if hi - lo == 1 {
-                let idx = index(sorted[lo]);
-                if draw(idx) < t[lo] {
-                    keep(idx);
-                }
-            } else {
-                let (lowest, highest) = min_max(&t[lo..hi]);
-                let mut exact = true;
-                for &k in &sorted[lo..hi] {
-                    let u = draw(index(k));
-                    if u < lowest {
-                        keep(index(k));
-                    } else if u < highest {
-                        exact = false;
-                    }
-                }
-                if !exact {
-                    ranges.push((lo, hi));
-                }
-            }
-            lo = hi;
-        }
-        if ranges.is_empty() {
-            return;
-        }
         torch_sort::sort_ranges_by(keys, |a, b| a >> 16 < b >> 16, ranges);
+        let index = |k: u32| (k & 0xffff) as usize;
         for &(lo, hi) in ranges.iter() {
             for (rank, &k) in (lo..hi).zip(&keys[lo..hi]) {
-                if draw(index(k)) < t[rank] {
-                    keep(index(k));
-                }
+                let idx = index(k);
+                flags[idx] = (draws[idx] < t[rank] && row[idx].to_bits() != 0) as u8;
             }
         }
     }
@@ -511,41 +554,6 @@ fn bf16_keys(row: &[f32], keys: &mut Vec<u32>) {
             .enumerate()
             .map(|(i, x)| x.to_bits() & 0x7fff_0000 | i as u32),
     );
-}
-
-/// `keys` into `out` sorted by their high 16 bits (bit 31 clear), stably: a two-pass LSD
-/// radix sort (8 bits, then 7), through `spare`.
-#[inline(always)]
-fn sort_by_high_half(keys: &[u32], out: &mut Vec<u32>, spare: &mut Vec<u32>) {
-    fn pass(from: &[u32], to: &mut [u32], shift: u32, at: &mut [u32]) {
-        let mut sum = 0;
-        for c in at.iter_mut() {
-            (*c, sum) = (sum, sum + *c);
-        }
-        let mask = at.len() - 1;
-        for &k in from {
-            let b = (k >> shift) as usize & mask;
-            to[at[b] as usize] = k;
-            at[b] += 1;
-        }
-    }
-    debug_assert!(keys.iter().all(|k| k >> 31 == 0) && keys.len() <= u32::MAX as usize);
-    let (mut low, mut high) = ([0u32; 256], [0u32; 128]);
-    for &k in keys {
-        low[(k >> 16) as usize & 255] += 1;
-        high[(k >> 24) as usize & 127] += 1;
-    }
-    spare.clear();
-    spare.resize(keys.len(), 0);
-    out.clear();
-    out.resize(keys.len(), 0);
-    pass(keys, spare, 16, &mut low);
-    pass(spare, out, 24, &mut high);
-}
-
-fn min_max(t: &[u64]) -> (u64, u64) {
-    t.iter()
-        .fold((u64::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)))
 }
 
 /// TIES "sum" sign election on weighted deltas at one element: the majority sign is that of

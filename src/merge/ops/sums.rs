@@ -1,6 +1,7 @@
 //! Sums of squares and pairwise products over one reduction chunk, in f64 and in element
 //! order (model_stock's ratio, slerp's angle).
 use crate::model::dtype::{wide_kernel, Rounding};
+use super::{Bits, CHUNK};
 use crate::model::DType;
 
 wide_kernel! {
@@ -91,4 +92,93 @@ fn separate_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
         }
     }
     out
+}
+
+wide_kernel! {
+    /// L1 norms before and after a mask, per [`CHUNK`](super::CHUNK) of `d` (which starts
+    /// on a chunk boundary): (Σ|dᵢ|, Σ|dᵢ| over the `i` whose bit `first + i` of `keep` is
+    /// set), each in f64 in element order from the start value of `Sum for f64`, as
+    /// [`l1_norm`](super::l1_norm) sums a tensor before and after its other elements were
+    /// set to 0; `first` is a multiple of 64. Up to eight whole chunks at a time, their addition chains interleaved (each keeps its
+    /// own order, so the bits are those of one chunk after the other).
+    pub fn masked_l1_sums(d: &[f32], keep: &Bits, first: usize) -> (Vec<f64>, Vec<f64>) {
+        assert!(first % 64 == 0, "masked_l1_sums: mask offset {first} is not a whole word");
+        let chunks = d.len().div_ceil(CHUNK);
+        let mut sums = (Vec::with_capacity(chunks), Vec::with_capacity(chunks));
+        let full = d.len() / CHUNK;
+        let mut c = 0;
+        while c < full {
+            c += match full - c {
+                8.. => interleave::<8>(d, c, first, keep, &mut sums),
+                4.. => interleave::<4>(d, c, first, keep, &mut sums),
+                2.. => interleave::<2>(d, c, first, keep, &mut sums),
+                _ => interleave::<1>(d, c, first, keep, &mut sums),
+            };
+        }
+        if full < chunks {
+            let x = &d[full * CHUNK..];
+            let ([b], [a]) = interleaved_l1::<1>([x], [first + full * CHUNK], keep);
+            sums.0.push(b);
+            sums.1.push(a);
+        }
+        sums
+    }
+}
+
+/// [`masked_l1_sums`] of the `L` whole chunks from chunk `c`, pushed onto `sums`; returns `L`.
+#[inline(always)]
+fn interleave<const L: usize>(
+    d: &[f32],
+    c: usize,
+    first: usize,
+    keep: &Bits,
+    sums: &mut (Vec<f64>, Vec<f64>),
+) -> usize {
+    let xs = std::array::from_fn(|l| &d[(c + l) * CHUNK..(c + l + 1) * CHUNK]);
+    let at = std::array::from_fn(|l| first + (c + l) * CHUNK);
+    let (b, a) = interleaved_l1::<L>(xs, at, keep);
+    sums.0.extend(b);
+    sums.1.extend(a);
+    L
+}
+
+/// [`masked_l1_sums`] of `L` stretches of equal length, stretch `l`'s element `e` having
+/// mask bit `at[l] + e` (`at[l]` a multiple of 64): the terms a row of [`SUMS_SUB`] at a
+/// time, then the `2L` chains.
+#[inline(always)]
+fn interleaved_l1<const L: usize>(
+    xs: [&[f32]; L],
+    at: [usize; L],
+    keep: &Bits,
+) -> ([f64; L], [f64; L]) {
+    let n = xs[0].len();
+    let start = std::iter::empty::<f64>().sum::<f64>();
+    let (mut before, mut after) = ([start; L], [start; L]);
+    let mut all = [[0f64; SUMS_SUB]; L];
+    let mut kept = [[0f64; SUMS_SUB]; L];
+    for s in (0..n).step_by(SUMS_SUB) {
+        let len = SUMS_SUB.min(n - s);
+        for l in 0..L {
+            let x = &xs[l][s..s + len];
+            let at = at[l] + s;
+            let terms = all[l][..len].chunks_mut(64).zip(kept[l][..len].chunks_mut(64));
+            for (w, ((m, k), x)) in terms.zip(x.chunks(64)).enumerate() {
+                let word = keep.word(at / 64 + w);
+                for (e, ((m, k), x)) in m.iter_mut().zip(k).zip(x).enumerate() {
+                    let v = x.abs() as f64;
+                    // all ones when kept (v), else zero (+0.0): a select without a branch
+                    let bit = word >> e & 1;
+                    *m = v;
+                    *k = f64::from_bits(v.to_bits() & bit.wrapping_neg());
+                }
+            }
+        }
+        for e in 0..len {
+            for l in 0..L {
+                before[l] += all[l][e];
+                after[l] += kept[l][e];
+            }
+        }
+    }
+    (before, after)
 }

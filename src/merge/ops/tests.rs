@@ -283,7 +283,8 @@ fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
     let stream = crate::merge::rng::RngKey::new(7, "stage", "t.weight").stream(1);
     // (tensor length, row length, kind): 0 = few bf16 values, 1 = bf16 spread over a
     // few octaves (groups of a few), 2 = mostly +0.0, 3 = zeros of both signs, 4 = f32
-    // values with duplicates, 5 = a NaN inside.
+    // values with duplicates, 5 = a NaN inside, 6 = bf16 over the whole range (far wider
+    // than a row: the ranked path), 7 = mostly +0.0 with tiny and large values.
     let cases = [
         (4000, 100, 0),
         (9000, 896, 1),
@@ -294,6 +295,8 @@ fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
         (70_000, 70_000, 1),
         (7, 1, 1),
         (1000, 17, 2),
+        (3000, 100, 6),
+        (4864, 4864, 7),
     ];
     for (len, row_len, kind) in cases {
         let palette: Vec<u32> = (0..1 + next() % 6)
@@ -311,13 +314,17 @@ fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
                     3 if next() % 3 == 0 => 0,
                     3 => palette[next() as usize % palette.len()],
                     4 => 0x3c00_0000 + next() as u32 % 50,
-                    _ if i % 31 == 5 => 0x7fc0_0000,
+                    5 if i % 31 == 5 => 0x7fc0_0000,
+                    6 => (next() as u32 % 0x7f80) << 16,
+                    7 if next() % 4 != 0 => return 0.0,
+                    7 => [0x0080 << 16, spread, 0x7f00 << 16][next() as usize % 3],
                     _ => palette[next() as usize % palette.len()],
                 };
                 f32::from_bits(sign | m)
             })
             .collect();
-        for (density, epsilon, offset) in [(0.5, 0.1, 0), (0.3, 0.25, 640), (0.6, 0.0, 64)] {
+        let settings = [(0.5, 0.1, 0), (0.3, 0.25, 640), (0.6, 0.0, 64), (0.5, -0.2, 0)];
+        for (density, epsilon, offset) in settings {
             let p = della_reference(&v, density, epsilon, row_len);
             let got = della_keep_bits(&v, density, epsilon, row_len, stream, offset);
             let want = |i: usize| {
@@ -330,4 +337,29 @@ fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
             );
         }
     }
+}
+
+#[test]
+fn masked_l1_sums_are_each_chunks_own_ordered_sums() {
+    // 13 whole chunks (8 + 4 + 1 interleaved) and a part, from a mask offset of 3 words
+    let mut next = lcg(5);
+    let n = 13 * CHUNK + 1000;
+    let d: Vec<f32> = (0..n)
+        .map(|_| (next() % 200_001) as f32 / 7919.0 - 12.5)
+        .collect();
+    let first = 192;
+    let flags: Vec<bool> = (0..first + n).map(|_| next() % 3 != 0).collect();
+    let keep = Bits::from_fn(first + n, |i| flags[i]);
+    let (before, after) = masked_l1_sums(&d, &keep, first);
+    let (mut want_b, mut want_a) = (Vec::new(), Vec::new());
+    for (c, x) in d.chunks(CHUNK).enumerate() {
+        want_b.push(l1_norm(x));
+        let kept: Vec<f32> = (x.iter().enumerate())
+            .map(|(j, &v)| if keep.get(first + c * CHUNK + j) { v } else { 0.0 })
+            .collect();
+        want_a.push(l1_norm(&kept));
+    }
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&before), bits(&want_b));
+    assert_eq!(bits(&after), bits(&want_a));
 }

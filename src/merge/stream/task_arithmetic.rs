@@ -166,7 +166,7 @@ pub(super) fn prepare_gta(
                     if l1 {
                         // the mask consumes the magnitudes; the L1 norms need them
                         let bits = ops::top_k_bits(mags.clone(), k);
-                        let (before, after) = chunk_sums(&mags, |j| bits.get(j));
+                        let (before, after) = magnitude_sums(&mags, &bits);
                         (bits, before, after)
                     } else {
                         (ops::top_k_bits(mags, k), Vec::new(), Vec::new())
@@ -177,7 +177,7 @@ pub(super) fn prepare_gta(
                     let n_bot = n.saturating_sub(target + n_top);
                     if l1 {
                         let bits = ops::ascending_window_bits(mags.clone(), n_bot, n_bot + target);
-                        let (before, after) = chunk_sums(&mags, |j| bits.get(j));
+                        let (before, after) = magnitude_sums(&mags, &bits);
                         (bits, before, after)
                     } else {
                         (
@@ -201,7 +201,8 @@ pub(super) fn prepare_gta(
                         .par_iter()
                         .map(|r| -> Result<(Vec<f64>, Vec<f64>)> {
                             let d = delta(r)?;
-                            Ok(masked_sums(&d, r.start, |j| keep.get(j)))
+                            let kept = Bits::from_fn(d.len(), |j| keep.get(r.start + j));
+                            Ok(ops::masked_l1_sums(&d, &kept, 0))
                         })
                         .collect::<Result<Vec<_>>>()?;
                     let (before, after) = unzip_concat(sums);
@@ -219,7 +220,7 @@ pub(super) fn prepare_gta(
                         let keep =
                             ops::della_keep_bits(&d, density, epsilon, row_len, stream, r.start);
                         let (before, after) = if l1 {
-                            masked_sums(&d, 0, |j| keep.get(j))
+                            ops::masked_l1_sums(&d, &keep, 0)
                         } else {
                             (Vec::new(), Vec::new())
                         };
@@ -284,39 +285,16 @@ fn block_len(blocks: &[Range<usize>]) -> usize {
 
 /// (Σ|m|, Σ|m| over the elements `keep` accepts) per fixed chunk of `mags` (f32 bits of
 /// magnitudes), as `ops::l1_norm` sums the tensor before and after its other elements were
-/// set to 0.
-fn chunk_sums(mags: &[u32], keep: impl Fn(usize) -> bool + Sync) -> (Vec<f64>, Vec<f64>) {
-    mags.par_chunks(CHUNK)
+/// set to 0; in parallel over groups of eight chunks (the sums' interleaving).
+fn magnitude_sums(mags: &[u32], keep: &Bits) -> (Vec<f64>, Vec<f64>) {
+    let mags: &[f32] = bytemuck::cast_slice(mags);
+    let group = 8 * CHUNK;
+    let parts = mags
+        .par_chunks(group)
         .enumerate()
-        .map(|(c, m)| {
-            two_sums(m.iter().enumerate().map(|(j, &b)| {
-                let m = f32::from_bits(b) as f64;
-                (m, if keep(c * CHUNK + j) { m } else { 0.0 })
-            }))
-        })
-        .unzip()
-}
-
-/// (Σ|δ|, Σ|kept δ|) per fixed chunk of one block starting at element `start`.
-fn masked_sums(d: &[f32], start: usize, keep: impl Fn(usize) -> bool) -> (Vec<f64>, Vec<f64>) {
-    d.chunks(CHUNK)
-        .enumerate()
-        .map(|(c, x)| {
-            two_sums(x.iter().enumerate().map(|(j, &x)| {
-                let m = x.abs() as f64;
-                (m, if keep(start + c * CHUNK + j) { m } else { 0.0 })
-            }))
-        })
-        .unzip()
-}
-
-/// (Σ aᵢ, Σ bᵢ) over pairs, each summed in order from the start value of `Sum for f64`
-/// (so each equals its own `.sum::<f64>()`), in one pass: the two dependency chains of
-/// additions overlap instead of running one after the other.
-#[inline(always)]
-fn two_sums(pairs: impl Iterator<Item = (f64, f64)>) -> (f64, f64) {
-    let start: f64 = std::iter::empty::<f64>().sum();
-    pairs.fold((start, start), |(sa, sb), (a, b)| (sa + a, sb + b))
+        .map(|(g, m)| ops::masked_l1_sums(m, keep, g * group))
+        .collect();
+    unzip_concat(parts)
 }
 
 fn unzip_concat(parts: Vec<(Vec<f64>, Vec<f64>)>) -> (Vec<f64>, Vec<f64>) {
