@@ -117,20 +117,34 @@ pub(crate) fn has_avx2() -> bool {
     WIDE.load(std::sync::atomic::Ordering::Relaxed) && std::arch::is_x86_feature_detected!("avx2")
 }
 
+/// Whether they run their copies compiled for AVX-512 (F, BW, DQ, VL), as [`has_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx512() -> bool {
+    WIDE.load(std::sync::atomic::Ordering::Relaxed)
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 static WIDE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Let the kernels use their AVX2 copies where the CPU has them (the default), or not.
+/// Let the kernels use their AVX2 or AVX-512 copies where the CPU has them (the default),
+/// or not.
 /// The results are the same bits either way; the tests compare the two.
 #[doc(hidden)]
 pub fn set_wide_kernels(on: bool) {
     WIDE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// `fn name(args) -> ret { body }`, with a second copy of the body compiled for AVX2 that
-/// runs instead when the CPU has it. Both copies perform the same IEEE operations in the
-/// same order (Rust never fuses a multiply and an add, nor reorders a sum, on its own):
-/// the AVX2 copy only processes more elements per instruction, so the results are the same
-/// bits. Helpers the body calls should be `#[inline(always)]` to be compiled into it.
+/// `fn name(args) -> ret { body }`, with two more copies of the body, compiled for AVX2 and
+/// for AVX-512 (F, BW, DQ, VL), the widest the CPU has running instead. All copies perform
+/// the same IEEE operations in the same order (Rust never fuses a multiply and an add, nor
+/// reorders a sum, on its own): a wide copy only processes more elements per instruction,
+/// so the results are the same bits. Helpers the body calls should be `#[inline(always)]`
+/// to be compiled into it; a closure the body hands to rayon runs outside it (call a
+/// `wide_kernel!` function from the closure instead).
 macro_rules! wide_kernel {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -141,6 +155,16 @@ macro_rules! wide_kernel {
             #[target_feature(enable = "avx2")]
             fn avx2($($arg: $ty),*) $(-> $ret)? {
                 any($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
+            fn avx512($($arg: $ty),*) $(-> $ret)? {
+                any($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if $crate::model::dtype::has_avx512() {
+                // SAFETY: the CPU has these AVX-512 subsets (checked just above).
+                return unsafe { avx512($($arg),*) };
             }
             #[cfg(target_arch = "x86_64")]
             if $crate::model::dtype::has_avx2() {

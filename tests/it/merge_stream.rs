@@ -134,8 +134,8 @@ fn streamed_kernels_equal_the_whole_tensor_kernels() {
     }
 }
 
-/// The kernels' AVX2 copies (`wide_kernel!`, picked at run time) give the bits of the
-/// baseline build, for every streamed method and both compute dtypes. (Other tests running
+/// The kernels' AVX2 / AVX-512 copies (`wide_kernel!`, picked at run time) give the bits
+/// of the baseline build, for every streamed method and both compute dtypes. (Other tests running
 /// meanwhile may take either copy; by this test, that does not change their results.)
 #[test]
 fn wide_kernels_give_the_baseline_bits() {
@@ -157,7 +157,7 @@ fn wide_kernels_give_the_baseline_bits() {
             let wide = merge(tmp.path(), &text, Compat::Mergekit, &opts);
             assert!(
                 baseline == wide,
-                "the AVX2 copies changed the result of\n{text}"
+                "the wide (AVX2 / AVX-512) copies changed the result of\n{text}"
             );
         }
     }

@@ -372,9 +372,11 @@ struct RowScratch {
     k32: Vec<u32>,
     k64: Vec<u64>,
     /// [`RowScratch::keep_row`]: the draws of a row; per magnitude slot its count, then
-    /// its first rank; the slots with an undecided element; their rank ranges.
+    /// its first rank, its lowest and highest threshold; the slots with an undecided
+    /// element; their rank ranges.
     draws: Vec<u64>,
     count: Vec<u32>,
+    bounds: Vec<(u64, u64)>,
     undecided: Vec<u32>,
     ranges: Vec<(usize, usize)>,
     /// [`della_keep_bits`]: one keep flag (0 or 1) per element of a job.
@@ -406,6 +408,7 @@ impl RowScratch {
         let mag = |x: f32| x.to_bits() >> 16 & 0x7fff;
         let (mut any_low, mut nan, mut neg_zero) = (0u32, false, false);
         let (mut least, mut most) = (u32::MAX, 0u32); // over the non-zero magnitudes
+        let mut zeros = 0u32;
         for x in row {
             let m = x.to_bits() & 0x7fff_ffff;
             any_low |= m;
@@ -414,6 +417,7 @@ impl RowScratch {
             let k = m >> 16;
             least = least.min(if k == 0 { u32::MAX } else { k });
             most = most.max(k);
+            zeros += (k == 0) as u32;
         }
         let slots = if most == 0 { 1 } else { (most - least + 2) as usize };
         if nan || any_low & 0xffff != 0 || n > 1 << 16 || slots > 16 * n + 4096 {
@@ -426,17 +430,30 @@ impl RowScratch {
             let k = mag(x);
             ((k != 0) as u32).wrapping_mul(k.wrapping_sub(least).wrapping_add(1)) as usize
         };
+        // Each slot's count (zeros counted above: a run of them would make one long chain
+        // of increments; they go to four spare counters instead), then its first rank and
+        // the lowest and highest threshold of its ranks.
         let count = &mut self.count;
         count.clear();
-        count.resize(2 * slots, 0);
-        for &x in row {
-            count[slot(x)] += 1;
+        count.resize(2 * slots + 4, 0);
+        for (i, &x) in row.iter().enumerate() {
+            let s = slot(x);
+            count[if s == 0 { 2 * slots + (i & 3) } else { s }] += 1;
         }
+        count[0] = zeros;
         let (count, first) = count.split_at_mut(slots);
+        let bounds = &mut self.bounds;
+        bounds.clear();
         let mut rank = 0;
-        for (c, f) in count.iter().zip(first.iter_mut()) {
+        for (&c, f) in count.iter().zip(first.iter_mut()) {
             *f = rank;
+            let (a, b) = (t[(rank as usize).min(n - 1)], t[((rank + c) as usize).max(1) - 1]);
+            bounds.push(if a <= b { (a, b) } else { (b, a) });
             rank += c;
+        }
+        if !neg_zero {
+            // +0.0 only: never kept, never undecided
+            bounds[0] = (0, 0);
         }
         let draws = &mut self.draws;
         draws.clear();
@@ -447,13 +464,11 @@ impl RowScratch {
         let mut open = 0;
         for (idx, (&x, flag)) in row.iter().zip(flags.iter_mut()).enumerate() {
             let s = slot(x);
-            let lo = first[s] as usize;
-            let (a, b) = (t[lo], t[lo + count[s] as usize - 1]);
-            let (lowest, highest) = if a <= b { (a, b) } else { (b, a) };
+            let (lowest, highest) = bounds[s];
             let u = draws[idx];
             *flag = (u < lowest && x.to_bits() != 0) as u8;
             undecided[open] = s as u32;
-            open += (u >= lowest && u < highest && (s != 0 || neg_zero)) as usize;
+            open += (u >= lowest && u < highest) as usize;
         }
         if open == 0 {
             return;
