@@ -294,8 +294,24 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
             }
         }));
     }
-    // Pass 1: high 16 bits.
-    let high = histogram(mags, 1 << 16, |m| Some((m >> 16) as usize));
+    // Pass 1: high 16 bits (and whether any low half is non-zero: bf16 values have none).
+    let (high, low_bits) = mags
+        .par_chunks(HIST_JOB)
+        .fold(
+            || (vec![0u64; 1 << 16], 0u32),
+            |(mut hist, mut low), chunk| {
+                for &m in chunk {
+                    hist[(m >> 16) as usize] += 1;
+                    low |= m & 0xffff;
+                }
+                (hist, low)
+            },
+        )
+        .reduce_with(|(mut a, la), (b, lb)| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            (a, la | lb)
+        })
+        .unwrap_or_else(|| (vec![0u64; 1 << 16], 0));
     if high[(INF >> 16) as usize + 1..].iter().any(|&c| c > 0)
         || (high[(INF >> 16) as usize] > 0 && mags.par_iter().any(|&m| m > INF))
     {
@@ -312,6 +328,17 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
         unreachable!("position {p} beyond the histogram total {below}")
     };
     let buckets = pos.map(|p| locate(&high, p));
+    if low_bits == 0 {
+        // Each value is its bucket: no second pass.
+        return Some(std::array::from_fn(|j| {
+            let (b, below) = buckets[j];
+            Boundary {
+                value: b << 16,
+                below,
+                equal: high[b as usize] as usize,
+            }
+        }));
+    }
     // Pass 2: low 16 bits inside the (at most two distinct) buckets.
     let (b0, b1) = (buckets[0].0, buckets[P - 1].0);
     let low = histogram(mags, if b0 == b1 { 1 << 16 } else { 2 << 16 }, |m| {
