@@ -376,7 +376,8 @@ struct RowScratch {
     /// element; their rank ranges.
     draws: Vec<u64>,
     count: Vec<u32>,
-    bounds: Vec<(u64, u64)>,
+    lows: Vec<u64>,
+    highs: Vec<u64>,
     undecided: Vec<u32>,
     ranges: Vec<(usize, usize)>,
     /// [`della_keep_bits`]: one keep flag (0 or 1) per element of a job.
@@ -442,38 +443,46 @@ impl RowScratch {
         }
         count[0] = zeros;
         let (count, first) = count.split_at_mut(slots);
-        let bounds = &mut self.bounds;
-        bounds.clear();
+        let (lows, highs) = (&mut self.lows, &mut self.highs);
+        (lows.clear(), highs.clear());
         let mut rank = 0;
         for (&c, f) in count.iter().zip(first.iter_mut()) {
             *f = rank;
             let (a, b) = (t[(rank as usize).min(n - 1)], t[((rank + c) as usize).max(1) - 1]);
-            bounds.push(if a <= b { (a, b) } else { (b, a) });
+            lows.push(a.min(b));
+            highs.push(a.max(b));
             rank += c;
         }
         if !neg_zero {
             // +0.0 only: never kept, never undecided
-            bounds[0] = (0, 0);
+            (lows[0], highs[0]) = (0, 0);
         }
         let draws = &mut self.draws;
         draws.clear();
         draws.extend((0..n).map(draw));
+        // 64 elements at a time, decided in a loop without branches (it vectorises), then
+        // the undecided ones (few) collected from a mask.
+        let (lows, highs) = (&lows[..slots], &highs[..slots]);
         let undecided = &mut self.undecided;
         undecided.clear();
-        undecided.resize(n, 0);
-        let mut open = 0;
-        for (idx, (&x, flag)) in row.iter().zip(flags.iter_mut()).enumerate() {
-            let s = slot(x);
-            let (lowest, highest) = bounds[s];
-            let u = draws[idx];
-            *flag = (u < lowest && x.to_bits() != 0) as u8;
-            undecided[open] = s as u32;
-            open += (u >= lowest && u < highest) as usize;
+        let words = row.chunks(64).zip(flags.chunks_mut(64)).zip(draws.chunks(64));
+        for ((xs, fs), us) in words {
+            let mut open = [0u8; 64];
+            for (((&x, f), &u), o) in xs.iter().zip(fs.iter_mut()).zip(us).zip(&mut open) {
+                let s = slot(x).min(slots - 1);
+                let (lowest, highest) = (lows[s], highs[s]);
+                *f = (u < lowest && x.to_bits() != 0) as u8;
+                *o = (u >= lowest && u < highest) as u8;
+            }
+            let mut m = bits::pack64(open);
+            while m != 0 {
+                undecided.push(slot(xs[m.trailing_zeros() as usize]) as u32);
+                m &= m - 1;
+            }
         }
-        if open == 0 {
+        if undecided.is_empty() {
             return;
         }
-        let undecided = &mut undecided[..open];
         undecided.sort_unstable();
         let ranges = &mut self.ranges;
         ranges.clear();
