@@ -420,7 +420,11 @@ impl RowScratch {
             most = most.max(k);
             zeros += (k == 0) as u32;
         }
-        let slots = if most == 0 { 1 } else { (most - least + 2) as usize };
+        let slots = if most == 0 {
+            1
+        } else {
+            (most - least + 2) as usize
+        };
         if nan || any_low & 0xffff != 0 || n > 1 << 16 || slots > 16 * n + 4096 {
             return self.rank_row(row, &mut |rank, idx| {
                 flags[idx] = (draw(idx) < t[rank] && row[idx].to_bits() != 0) as u8;
@@ -444,11 +448,15 @@ impl RowScratch {
         count[0] = zeros;
         let (count, first) = count.split_at_mut(slots);
         let (lows, highs) = (&mut self.lows, &mut self.highs);
-        (lows.clear(), highs.clear());
+        lows.clear();
+        highs.clear();
         let mut rank = 0;
         for (&c, f) in count.iter().zip(first.iter_mut()) {
             *f = rank;
-            let (a, b) = (t[(rank as usize).min(n - 1)], t[((rank + c) as usize).max(1) - 1]);
+            let (a, b) = (
+                t[(rank as usize).min(n - 1)],
+                t[((rank + c) as usize).max(1) - 1],
+            );
             lows.push(a.min(b));
             highs.push(a.max(b));
             rank += c;
@@ -465,7 +473,10 @@ impl RowScratch {
         let (lows, highs) = (&lows[..slots], &highs[..slots]);
         let undecided = &mut self.undecided;
         undecided.clear();
-        let words = row.chunks(64).zip(flags.chunks_mut(64)).zip(draws.chunks(64));
+        let words = row
+            .chunks(64)
+            .zip(flags.chunks_mut(64))
+            .zip(draws.chunks(64));
         for ((xs, fs), us) in words {
             let mut open = [0u8; 64];
             for (((&x, f), &u), o) in xs.iter().zip(fs.iter_mut()).zip(us).zip(&mut open) {

@@ -1,7 +1,7 @@
 //! Sums of squares and pairwise products over one reduction chunk, in f64 and in element
 //! order (model_stock's ratio, slerp's angle).
-use crate::model::dtype::{wide_kernel, Rounding};
 use super::{Bits, CHUNK};
+use crate::model::dtype::{wide_kernel, Rounding};
 use crate::model::DType;
 
 wide_kernel! {
@@ -102,7 +102,7 @@ wide_kernel! {
     /// set to 0; `first` is a multiple of 64. Up to eight whole chunks at a time, their addition chains interleaved (each keeps its
     /// own order, so the bits are those of one chunk after the other).
     pub fn masked_l1_sums(d: &[f32], keep: &Bits, first: usize) -> (Vec<f64>, Vec<f64>) {
-        assert!(first % 64 == 0, "masked_l1_sums: mask offset {first} is not a whole word");
+        assert!(first.is_multiple_of(64), "masked_l1_sums: mask offset {first} is not a whole word");
         let chunks = d.len().div_ceil(CHUNK);
         let mut sums = (Vec::with_capacity(chunks), Vec::with_capacity(chunks));
         let full = d.len() / CHUNK;
@@ -161,7 +161,9 @@ fn interleaved_l1<const L: usize>(
         for l in 0..L {
             let x = &xs[l][s..s + len];
             let at = at[l] + s;
-            let terms = all[l][..len].chunks_mut(64).zip(kept[l][..len].chunks_mut(64));
+            let terms = all[l][..len]
+                .chunks_mut(64)
+                .zip(kept[l][..len].chunks_mut(64));
             for (w, ((m, k), x)) in terms.zip(x.chunks(64)).enumerate() {
                 let word = keep.word(at / 64 + w);
                 for (e, ((m, k), x)) in m.iter_mut().zip(k).zip(x).enumerate() {

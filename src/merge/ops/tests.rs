@@ -323,7 +323,12 @@ fn della_keep_bits_are_the_draws_against_the_replayed_ranks() {
                 f32::from_bits(sign | m)
             })
             .collect();
-        let settings = [(0.5, 0.1, 0), (0.3, 0.25, 640), (0.6, 0.0, 64), (0.5, -0.2, 0)];
+        let settings = [
+            (0.5, 0.1, 0),
+            (0.3, 0.25, 640),
+            (0.6, 0.0, 64),
+            (0.5, -0.2, 0),
+        ];
         for (density, epsilon, offset) in settings {
             let p = della_reference(&v, density, epsilon, row_len);
             let got = della_keep_bits(&v, density, epsilon, row_len, stream, offset);
@@ -355,7 +360,13 @@ fn masked_l1_sums_are_each_chunks_own_ordered_sums() {
     for (c, x) in d.chunks(CHUNK).enumerate() {
         want_b.push(l1_norm(x));
         let kept: Vec<f32> = (x.iter().enumerate())
-            .map(|(j, &v)| if keep.get(first + c * CHUNK + j) { v } else { 0.0 })
+            .map(|(j, &v)| {
+                if keep.get(first + c * CHUNK + j) {
+                    v
+                } else {
+                    0.0
+                }
+            })
             .collect();
         want_a.push(l1_norm(&kept));
     }
