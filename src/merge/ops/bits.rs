@@ -295,23 +295,7 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
         }));
     }
     // Pass 1: high 16 bits (and whether any low half is non-zero: bf16 values have none).
-    let (high, low_bits) = mags
-        .par_chunks(HIST_JOB)
-        .fold(
-            || (vec![0u64; 1 << 16], 0u32),
-            |(mut hist, mut low), chunk| {
-                for &m in chunk {
-                    hist[(m >> 16) as usize] += 1;
-                    low |= m & 0xffff;
-                }
-                (hist, low)
-            },
-        )
-        .reduce_with(|(mut a, la), (b, lb)| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            (a, la | lb)
-        })
-        .unwrap_or_else(|| (vec![0u64; 1 << 16], 0));
+    let (high, low_bits) = histogram(mags, 1 << 16, |m| Some((m >> 16) as usize), 0xffff);
     if high[(INF >> 16) as usize + 1..].iter().any(|&c| c > 0)
         || (high[(INF >> 16) as usize] > 0 && mags.par_iter().any(|&m| m > INF))
     {
@@ -341,17 +325,22 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
     }
     // Pass 2: low 16 bits inside the (at most two distinct) buckets.
     let (b0, b1) = (buckets[0].0, buckets[P - 1].0);
-    let low = histogram(mags, if b0 == b1 { 1 << 16 } else { 2 << 16 }, |m| {
-        let b = m >> 16;
-        let lo = (m & 0xffff) as usize;
-        if b == b0 {
-            Some(lo)
-        } else if b == b1 {
-            Some(lo | 1 << 16)
-        } else {
-            None
-        }
-    });
+    let (low, _) = histogram(
+        mags,
+        if b0 == b1 { 1 << 16 } else { 2 << 16 },
+        |m| {
+            let b = m >> 16;
+            let lo = (m & 0xffff) as usize;
+            if b == b0 {
+                Some(lo)
+            } else if b == b1 {
+                Some(lo | 1 << 16)
+            } else {
+                None
+            }
+        },
+        0,
+    );
     Some(std::array::from_fn(|j| {
         let (b, below_b) = buckets[j];
         let part = &low[if b == b0 {
@@ -368,25 +357,32 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
     }))
 }
 
-/// Parallel histogram of `bin(m)` (`None`: not counted) over `bins` bins.
-fn histogram(mags: &[u32], bins: usize, bin: impl Fn(u32) -> Option<usize> + Sync) -> Vec<u64> {
+/// Parallel histogram of `bin(m)` (`None`: not counted) over `bins` bins, and the OR of
+/// every `m & or_mask` (e.g. whether any magnitude has low bits), in the same pass.
+fn histogram(
+    mags: &[u32],
+    bins: usize,
+    bin: impl Fn(u32) -> Option<usize> + Sync,
+    or_mask: u32,
+) -> (Vec<u64>, u32) {
     mags.par_chunks(HIST_JOB)
         .fold(
-            || vec![0u64; bins],
-            |mut hist, chunk| {
+            || (vec![0u64; bins], 0u32),
+            |(mut hist, mut or), chunk| {
                 for &m in chunk {
                     if let Some(b) = bin(m) {
                         hist[b] += 1;
                     }
+                    or |= m & or_mask;
                 }
-                hist
+                (hist, or)
             },
         )
-        .reduce_with(|mut a, b| {
+        .reduce_with(|(mut a, or_a), (b, or_b)| {
             a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            a
+            (a, or_a | or_b)
         })
-        .unwrap_or_else(|| vec![0u64; bins])
+        .unwrap_or_else(|| (vec![0u64; bins], 0))
 }
 
 fn to_f32(mags: Vec<u32>) -> Vec<f32> {

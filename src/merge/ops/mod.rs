@@ -27,7 +27,7 @@ mod sums;
 pub mod torch_sort;
 
 pub use bits::{ascending_window_bits, top_k_bits, Bits};
-pub use sums::{chunk_sums, masked_l1_sums};
+pub use sums::{chunk_sums, masked_l1_sums, L1_LANES};
 
 use super::rng::Stream;
 use crate::model::dtype::wide_kernel;
@@ -470,6 +470,7 @@ impl RowScratch {
         draws.extend((0..n).map(draw));
         // 64 elements at a time, decided in a loop without branches (it vectorises), then
         // the undecided ones (few) collected from a mask.
+        // (lengths the compiler sees: `slot(x).min(slots - 1)` then needs no bounds check)
         let (lows, highs) = (&lows[..slots], &highs[..slots]);
         let undecided = &mut self.undecided;
         undecided.clear();

@@ -109,7 +109,7 @@ wide_kernel! {
         let mut c = 0;
         while c < full {
             c += match full - c {
-                8.. => interleave::<8>(d, c, first, keep, &mut sums),
+                L1_LANES.. => interleave::<L1_LANES>(d, c, first, keep, &mut sums),
                 4.. => interleave::<4>(d, c, first, keep, &mut sums),
                 2.. => interleave::<2>(d, c, first, keep, &mut sums),
                 _ => interleave::<1>(d, c, first, keep, &mut sums),
@@ -124,6 +124,10 @@ wide_kernel! {
         sums
     }
 }
+
+/// Most chunks [`masked_l1_sums`] sums at once (callers splitting a tensor into parallel
+/// jobs use multiples of `L1_LANES` chunks, so that every job interleaves fully).
+pub const L1_LANES: usize = 8;
 
 /// [`masked_l1_sums`] of the `L` whole chunks from chunk `c`, pushed onto `sums`; returns `L`.
 #[inline(always)]

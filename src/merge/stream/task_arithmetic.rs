@@ -285,10 +285,10 @@ fn block_len(blocks: &[Range<usize>]) -> usize {
 
 /// (Σ|m|, Σ|m| over the elements `keep` accepts) per fixed chunk of `mags` (f32 bits of
 /// magnitudes), as `ops::l1_norm` sums the tensor before and after its other elements were
-/// set to 0; in parallel over groups of eight chunks (the sums' interleaving).
+/// set to 0; in parallel over groups of [`ops::L1_LANES`] chunks (the sums' interleaving).
 fn magnitude_sums(mags: &[u32], keep: &Bits) -> (Vec<f64>, Vec<f64>) {
     let mags: &[f32] = bytemuck::cast_slice(mags);
-    let group = 8 * CHUNK;
+    let group = ops::L1_LANES * CHUNK;
     let parts = mags
         .par_chunks(group)
         .enumerate()
