@@ -371,13 +371,10 @@ pub fn lcm(a: usize, b: usize) -> usize {
 struct RowScratch {
     k32: Vec<u32>,
     k64: Vec<u64>,
-    /// [`RowScratch::keep_row`]: the draws of a row; per magnitude slot its count, then
-    /// its first rank, its lowest and highest threshold; the slots with an undecided
-    /// element; their rank ranges.
+    /// [`RowScratch::keep_row`]: the draws of a row; per magnitude slot its first rank
+    /// (its count while counting); the slots with an undecided element; their rank ranges.
     draws: Vec<u64>,
-    count: Vec<u32>,
-    lows: Vec<u64>,
-    highs: Vec<u64>,
+    start: Vec<u32>,
     undecided: Vec<u32>,
     ranges: Vec<(usize, usize)>,
     /// [`della_keep_bits`]: one keep flag (0 or 1) per element of a job.
@@ -407,14 +404,13 @@ impl RowScratch {
         let n = row.len();
         // bf16 magnitudes: the 15 bits above the f32's low half
         let mag = |x: f32| x.to_bits() >> 16 & 0x7fff;
-        let (mut any_low, mut nan, mut neg_zero) = (0u32, false, false);
+        let (mut any_low, mut nan) = (0u32, false);
         let (mut least, mut most) = (u32::MAX, 0u32); // over the non-zero magnitudes
         let mut zeros = 0u32;
         for x in row {
             let m = x.to_bits() & 0x7fff_ffff;
             any_low |= m;
             nan |= m > 0x7f80_0000;
-            neg_zero |= x.to_bits() == 0x8000_0000;
             let k = m >> 16;
             least = least.min(if k == 0 { u32::MAX } else { k });
             most = most.max(k);
@@ -436,42 +432,32 @@ impl RowScratch {
             ((k != 0) as u32).wrapping_mul(k.wrapping_sub(least).wrapping_add(1)) as usize
         };
         // Each slot's count (zeros counted above: a run of them would make one long chain
-        // of increments; they go to four spare counters instead), then its first rank and
-        // the lowest and highest threshold of its ranks.
-        let count = &mut self.count;
-        count.clear();
-        count.resize(2 * slots + 4, 0);
+        // of increments; they go to four spare counters instead) at `start[s + 1]`, then
+        // summed in place: slot s holds ranks `start[s]..start[s + 1]`.
+        let start = &mut self.start;
+        start.clear();
+        start.resize(slots + 1 + 4, 0);
         for (i, &x) in row.iter().enumerate() {
             let s = slot(x);
-            count[if s == 0 { 2 * slots + (i & 3) } else { s }] += 1;
+            start[if s == 0 { slots + 1 + (i & 3) } else { s + 1 }] += 1;
         }
-        count[0] = zeros;
-        let (count, first) = count.split_at_mut(slots);
-        let (lows, highs) = (&mut self.lows, &mut self.highs);
-        lows.clear();
-        highs.clear();
+        start[1] = zeros;
         let mut rank = 0;
-        for (&c, f) in count.iter().zip(first.iter_mut()) {
-            *f = rank;
-            let (a, b) = (
-                t[(rank as usize).min(n - 1)],
-                t[((rank + c) as usize).max(1) - 1],
-            );
-            lows.push(a.min(b));
-            highs.push(a.max(b));
-            rank += c;
+        for c in start[..slots + 1].iter_mut() {
+            rank += *c;
+            *c = rank;
         }
-        if !neg_zero {
-            // +0.0 only: never kept, never undecided
-            (lows[0], highs[0]) = (0, 0);
-        }
+        let (start, t) = (&start[..slots + 1], &t[..n]);
         let draws = &mut self.draws;
         draws.clear();
         draws.extend((0..n).map(draw));
         // 64 elements at a time, decided in a loop without branches (it vectorises), then
         // the undecided ones (few) collected from a mask.
         // (lengths the compiler sees: `slot(x).min(slots - 1)` then needs no bounds check)
-        let (lows, highs) = (&lows[..slots], &highs[..slots]);
+        // A slot with an element holds at least one rank: `lo < hi ≤ n`. The lowest and
+        // highest threshold of its ranks are those of its first and last (t is monotone).
+        // +0.0 is never kept, and never undecided: a group of zeros is replayed only for a
+        // −0.0 in it.
         let undecided = &mut self.undecided;
         undecided.clear();
         let words = row
@@ -482,9 +468,12 @@ impl RowScratch {
             let mut open = [0u8; 64];
             for (((&x, f), &u), o) in xs.iter().zip(fs.iter_mut()).zip(us).zip(&mut open) {
                 let s = slot(x).min(slots - 1);
-                let (lowest, highest) = (lows[s], highs[s]);
-                *f = (u < lowest && x.to_bits() != 0) as u8;
-                *o = (u >= lowest && u < highest) as u8;
+                let (lo, hi) = (start[s] as usize, start[s + 1] as usize);
+                let (a, b) = (t[lo.min(n - 1)], t[hi.max(1) - 1]);
+                let (lowest, highest) = (a.min(b), a.max(b));
+                let nonzero = x.to_bits() != 0;
+                *f = (u < lowest && nonzero) as u8;
+                *o = (u >= lowest && u < highest && nonzero) as u8;
             }
             let mut m = bits::pack64(open);
             while m != 0 {
@@ -501,8 +490,7 @@ impl RowScratch {
         let mut last = u32::MAX;
         for &s in undecided.iter() {
             if s != last {
-                let lo = first[s as usize] as usize;
-                ranges.push((lo, lo + count[s as usize] as usize));
+                ranges.push((start[s as usize] as usize, start[s as usize + 1] as usize));
                 last = s;
             }
         }

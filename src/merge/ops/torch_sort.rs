@@ -55,6 +55,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         (self.less)(&self.a[i], &self.a[j])
     }
 
+    #[inline(always)]
     fn move_median_to_first(&mut self, result: usize, x: usize, y: usize, z: usize) {
         let pick = if self.comp(x, y) {
             if self.comp(y, z) {
@@ -88,6 +89,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
     /// them as it was: the same partition of that narrower range (its guards are the
     /// swapped elements at `first − 1` and `last`), which [`Self::narrow_partition`]
     /// finishes once it fits one mask.
+    #[inline(always)]
     fn unguarded_partition(&mut self, mut first: usize, mut last: usize, pivot: usize) -> usize {
         let p = self.a[pivot];
         loop {
@@ -152,6 +154,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
     /// (the last element swapped to the right, ≥ p) if that comes first. The guards stand
     /// in for missing stops: `last` (bit m + 1) on the left, `first − 1` (bit 0) on the
     /// right.
+    #[inline(always)]
     fn narrow_partition(&mut self, first: usize, last: usize, p: &T) -> usize {
         let base = first - 1;
         let m = last - first;
@@ -285,6 +288,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
 
     /// A stable sort of `a[first..last]` (at most THRESHOLD elements): what the closing
     /// insertion sort does to one final block.
+    #[inline(always)]
     fn small_stable_sort(&mut self, first: usize, last: usize) {
         if last - first < 2 {
             return;
@@ -306,33 +310,43 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
     /// keeps the same *set* of elements whatever its internal order, and an accepted range is
     /// processed exactly as `introsort_loop` processes it (its contents depend only on the
     /// ranges that contain it, which are accepted too).
+    ///
+    /// A loop over a stack of ranges rather than a recursion, so that it inlines into the
+    /// caller (a kernel compiled for wider vectors, see `wide_kernel!`): the ranges are
+    /// disjoint, so the order they are processed in does not matter.
+    #[inline(always)]
     fn introsort_where(
         &mut self,
         first: usize,
-        mut last: usize,
-        mut depth: u32,
+        last: usize,
+        depth: u32,
         wanted: &impl Fn(usize, usize) -> bool,
     ) {
-        loop {
-            if !wanted(first, last) {
-                return;
+        // Pending ranges' depths strictly decrease up the stack: at most depth + 1.
+        let mut pending = Vec::with_capacity(depth as usize + 1);
+        pending.push((first, last, depth));
+        while let Some((first, mut last, mut depth)) = pending.pop() {
+            loop {
+                if !wanted(first, last) {
+                    break;
+                }
+                if last - first <= THRESHOLD {
+                    // A final block: std::sort's closing insertion sort acts on it alone (no
+                    // element crosses a block edge: every block is ≤ the next), stably.
+                    self.small_stable_sort(first, last);
+                    break;
+                }
+                if depth == 0 {
+                    self.heap_sort(first, last);
+                    break;
+                }
+                depth -= 1;
+                let mid = first + (last - first) / 2;
+                self.move_median_to_first(first, first + 1, mid, last - 1);
+                let cut = self.unguarded_partition(first + 1, last, first);
+                pending.push((cut, last, depth));
+                last = cut;
             }
-            if last - first <= THRESHOLD {
-                // A final block: std::sort's closing insertion sort acts on it alone (no
-                // element crosses a block edge: every block is ≤ the next), stably.
-                self.small_stable_sort(first, last);
-                return;
-            }
-            if depth == 0 {
-                self.heap_sort(first, last);
-                return;
-            }
-            depth -= 1;
-            let mid = first + (last - first) / 2;
-            self.move_median_to_first(first, first + 1, mid, last - 1);
-            let cut = self.unguarded_partition(first + 1, last, first);
-            self.introsort_where(cut, last, depth, wanted);
-            last = cut;
         }
     }
 
@@ -359,6 +373,7 @@ pub fn sort_by<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool) {
 /// `sort_by` puts there, for every `b` in `bounds` (their order inside is unspecified).
 /// Expected O(n): only the partitions of std::sort that straddle a boundary are replayed
 /// (step for step), plus the closing insertion sort of the final blocks holding one.
+#[inline(always)]
 pub fn select_by<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool, bounds: &[usize]) {
     let n = a.len();
     if n >= 2 {
@@ -372,6 +387,7 @@ pub fn select_by<T: Copy>(a: &mut [T], less: impl Fn(&T, &T) -> bool, bounds: &[
 /// there for every `q` inside one, and every other position holds an element that
 /// `sort_by` puts outside them. Only the partitions of std::sort whose range overlaps one of
 /// `ranges` are replayed (step for step), plus the final blocks that do.
+#[inline(always)]
 pub fn sort_ranges_by<T: Copy>(
     a: &mut [T],
     less: impl Fn(&T, &T) -> bool,
