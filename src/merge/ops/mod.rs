@@ -345,8 +345,9 @@ wide_kernel! {
             };
             let first = r * row_len; // within the job
             let at = at + first as u64;
-            let draw = |idx: usize| stream.draw53(at + idx as u64);
-            scratch.keep_row(row, t, &draw, &mut flags[first..first + row.len()]);
+            // (by value, its key in a register: the draws loop then vectorises)
+            let draw = move |idx: usize| stream.draw53(at + idx as u64);
+            scratch.keep_row(row, t, draw, &mut flags[first..first + row.len()]);
         }
         for (word, flags) in words.iter_mut().zip(flags.chunks(64)) {
             let mut w = [0u8; 64];
@@ -400,7 +401,7 @@ impl RowScratch {
     /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits, or whose range of
     /// magnitudes is far wider than the row, go through [`RowScratch::rank_row`].
     #[inline(always)]
-    fn keep_row(&mut self, row: &[f32], t: &[u64], draw: &impl Fn(usize) -> u64, flags: &mut [u8]) {
+    fn keep_row(&mut self, row: &[f32], t: &[u64], draw: impl Fn(usize) -> u64 + Copy, flags: &mut [u8]) {
         let n = row.len();
         // bf16 magnitudes: the 15 bits above the f32's low half
         let mag = |x: f32| x.to_bits() >> 16 & 0x7fff;
@@ -434,9 +435,10 @@ impl RowScratch {
         // Each slot's count (zeros counted above: a run of them would make one long chain
         // of increments; they go to four spare counters instead) at `start[s + 1]`, then
         // summed in place: slot s holds ranks `start[s]..start[s + 1]`.
-        let start = &mut self.start;
-        start.clear();
-        start.resize(slots + 1 + 4, 0);
+        self.start.clear();
+        self.start.resize(slots + 1 + 4, 0);
+        // (a slice: the Vec's pointer and length are not reloaded after every increment)
+        let start = &mut self.start[..];
         for (i, &x) in row.iter().enumerate() {
             let s = slot(x);
             start[if s == 0 { slots + 1 + (i & 3) } else { s + 1 }] += 1;
@@ -450,14 +452,22 @@ impl RowScratch {
         let (start, t) = (&start[..slots + 1], &t[..n]);
         let draws = &mut self.draws;
         draws.clear();
-        draws.extend((0..n).map(draw));
-        // 64 elements at a time, decided in a loop without branches (it vectorises), then
-        // the undecided ones (few) collected from a mask.
-        // (lengths the compiler sees: `slot(x).min(slots - 1)` then needs no bounds check)
+        draws.resize(n, 0);
+        for (i, d) in draws.iter_mut().enumerate() {
+            *d = draw(i);
+        }
+        // 64 elements at a time. Every threshold lies between t's two ends (t is monotone),
+        // so a draw below both keeps its element and one at or above both drops it, whatever
+        // its rank: a loop without branches (it vectorises) decides those and marks the rest
+        // (a fraction ε of them for DELLA's ramp), which look up their slot's thresholds.
         // A slot with an element holds at least one rank: `lo < hi ≤ n`. The lowest and
-        // highest threshold of its ranks are those of its first and last (t is monotone).
+        // highest threshold of its ranks are those of its first and last. Those between
+        // are undecided: their slot is collected and replayed below.
         // +0.0 is never kept, and never undecided: a group of zeros is replayed only for a
         // −0.0 in it.
+        // (lengths the compiler sees: `slot(x).min(slots - 1)` then needs no bounds check)
+        let (t_first, t_last) = (t[0], t[n - 1]);
+        let (t_min, t_max) = (t_first.min(t_last), t_first.max(t_last));
         let undecided = &mut self.undecided;
         undecided.clear();
         let words = row
@@ -467,18 +477,25 @@ impl RowScratch {
         for ((xs, fs), us) in words {
             let mut open = [0u8; 64];
             for (((&x, f), &u), o) in xs.iter().zip(fs.iter_mut()).zip(us).zip(&mut open) {
+                let nonzero = x.to_bits() != 0;
+                *f = (u < t_min && nonzero) as u8;
+                *o = (u >= t_min && u < t_max && nonzero) as u8;
+            }
+            let mut m = bits::pack64(open);
+            while m != 0 {
+                let j = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let (Some(&x), Some(&u), Some(f)) = (xs.get(j), us.get(j), fs.get_mut(j)) else {
+                    break;
+                };
                 let s = slot(x).min(slots - 1);
                 let (lo, hi) = (start[s] as usize, start[s + 1] as usize);
                 let (a, b) = (t[lo.min(n - 1)], t[hi.max(1) - 1]);
                 let (lowest, highest) = (a.min(b), a.max(b));
-                let nonzero = x.to_bits() != 0;
-                *f = (u < lowest && nonzero) as u8;
-                *o = (u >= lowest && u < highest && nonzero) as u8;
-            }
-            let mut m = bits::pack64(open);
-            while m != 0 {
-                undecided.push(slot(xs[m.trailing_zeros() as usize]) as u32);
-                m &= m - 1;
+                *f = (u < lowest) as u8;
+                if u >= lowest && u < highest {
+                    undecided.push(s as u32);
+                }
             }
         }
         if undecided.is_empty() {
