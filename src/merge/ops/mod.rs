@@ -401,7 +401,13 @@ impl RowScratch {
     /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits, or whose range of
     /// magnitudes is far wider than the row, go through [`RowScratch::rank_row`].
     #[inline(always)]
-    fn keep_row(&mut self, row: &[f32], t: &[u64], draw: impl Fn(usize) -> u64 + Copy, flags: &mut [u8]) {
+    fn keep_row(
+        &mut self,
+        row: &[f32],
+        t: &[u64],
+        draw: impl Fn(usize) -> u64 + Copy,
+        flags: &mut [u8],
+    ) {
         let n = row.len();
         // bf16 magnitudes: the 15 bits above the f32's low half
         let mag = |x: f32| x.to_bits() >> 16 & 0x7fff;
