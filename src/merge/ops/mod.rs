@@ -471,7 +471,6 @@ impl RowScratch {
         // are undecided: their slot is collected and replayed below.
         // +0.0 is never kept, and never undecided: a group of zeros is replayed only for a
         // −0.0 in it.
-        // (lengths the compiler sees: `slot(x).min(slots - 1)` then needs no bounds check)
         let (t_first, t_last) = (t[0], t[n - 1]);
         let (t_min, t_max) = (t_first.min(t_last), t_first.max(t_last));
         let undecided = &mut self.undecided;
@@ -491,14 +490,13 @@ impl RowScratch {
             while m != 0 {
                 let j = m.trailing_zeros() as usize;
                 m &= m - 1;
-                let (Some(&x), Some(&u), Some(f)) = (xs.get(j), us.get(j), fs.get_mut(j)) else {
-                    break;
-                };
+                let (x, u) = (xs[j], us[j]);
+                // (lengths the compiler sees: `slot(x).min(slots - 1)` needs no bounds check)
                 let s = slot(x).min(slots - 1);
                 let (lo, hi) = (start[s] as usize, start[s + 1] as usize);
                 let (a, b) = (t[lo.min(n - 1)], t[hi.max(1) - 1]);
                 let (lowest, highest) = (a.min(b), a.max(b));
-                *f = (u < lowest) as u8;
+                fs[j] = (u < lowest) as u8;
                 if u >= lowest && u < highest {
                     undecided.push(s as u32);
                 }

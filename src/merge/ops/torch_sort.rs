@@ -266,26 +266,6 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         }
     }
 
-    /// `__introsort_loop`, and then for each final block (≤ THRESHOLD elements) at once
-    /// what std::sort's closing insertion sort does to it later: every block is ≤ the next,
-    /// so that pass moves no element across a block edge and sorts each block stably, and
-    /// nothing else touches a block once it is final.
-    fn introsort_loop(&mut self, first: usize, mut last: usize, mut depth: u32) {
-        while last - first > THRESHOLD {
-            if depth == 0 {
-                self.heap_sort(first, last);
-                return;
-            }
-            depth -= 1;
-            let mid = first + (last - first) / 2;
-            self.move_median_to_first(first, first + 1, mid, last - 1);
-            let cut = self.unguarded_partition(first + 1, last, first);
-            self.introsort_loop(cut, last, depth);
-            last = cut;
-        }
-        self.small_stable_sort(first, last);
-    }
-
     /// A stable sort of `a[first..last]` (at most THRESHOLD elements): what the closing
     /// insertion sort does to one final block.
     #[inline(always)]
@@ -305,11 +285,16 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
         }
     }
 
-    /// `introsort_loop` restricted to the ranges `wanted(first, last)` accepts, where
-    /// `wanted` holds for every range that contains an accepted range: a range left alone
-    /// keeps the same *set* of elements whatever its internal order, and an accepted range is
-    /// processed exactly as `introsort_loop` processes it (its contents depend only on the
-    /// ranges that contain it, which are accepted too).
+    /// `__introsort_loop`, and then for each final block (≤ THRESHOLD elements) at once
+    /// what std::sort's closing insertion sort does to it later: every block is ≤ the next,
+    /// so that pass moves no element across a block edge and sorts each block stably, and
+    /// nothing else touches a block once it is final.
+    ///
+    /// Restricted to the ranges `wanted(first, last)` accepts (the whole sort accepts every
+    /// range), where `wanted` holds for every range that contains an accepted range: a
+    /// range left alone keeps the same *set* of elements whatever its internal order, and
+    /// an accepted range is processed exactly as the whole sort processes it (its contents
+    /// depend only on the ranges that contain it, which are accepted too).
     ///
     /// A loop over a stack of ranges rather than a recursion, so that it inlines into the
     /// caller (a kernel compiled for wider vectors, see `wide_kernel!`): the ranges are
@@ -356,7 +341,7 @@ impl<T: Copy, F: Fn(&T, &T) -> bool> Sorter<'_, T, F> {
             return;
         }
         // The closing insertion sort is done block by block inside.
-        self.introsort_loop(0, n, 2 * n.ilog2());
+        self.introsort_where(0, n, 2 * n.ilog2(), &|_, _| true);
     }
 }
 
