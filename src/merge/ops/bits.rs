@@ -21,6 +21,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::torch_sort;
+use crate::model::dtype::wide_kernel;
 
 /// A fixed-length bitset (keep masks: 1 bit per element instead of a `Vec<bool>`).
 /// Bits past `len` in the last word are always zero.
@@ -231,31 +232,62 @@ fn resolve_ties(
     // side table is needed: the array stays the only O(n) memory.
     mags.par_chunks_mut(HIST_JOB)
         .enumerate()
-        .for_each(|(j, chunk)| {
-            for (i, m) in chunk.iter_mut().enumerate() {
-                if *m == values[0] || *m == values[1] {
-                    let g = (*m != values[0]) as u32;
-                    *m = TIE | g << 30 | (j * HIST_JOB + i) as u32;
-                }
-            }
-        });
-    // Bit arithmetic rather than branches or an indexed load (ties are scattered at random,
-    // so branches mispredict), which also lets the partition's scans vectorise.
-    let (v0, flip) = (values[0], values[0] ^ values[1]);
-    let decode = move |e: u32| {
-        let tie = ((e as i32) >> 31) as u32; // all ones for a tie entry
-        let v = v0 ^ (flip & 0u32.wrapping_sub(e >> 30 & 1));
-        (v & tie) | (e & !tie)
-    };
-    if descending {
-        torch_sort::select_by(mags, |a, b| decode(*a) > decode(*b), bounds);
-    } else {
-        torch_sort::select_by(mags, |a, b| decode(*a) < decode(*b), bounds);
-    }
-    for &e in &mags[window] {
-        if e & TIE != 0 {
-            keep.set((e & (ORDINALS as u32 - 1)) as usize);
+        .for_each(|(j, chunk)| encode_ties(chunk, (j * HIST_JOB) as u32, values));
+    replay_ties(mags, values, descending, bounds, window, keep);
+}
+
+wide_kernel! {
+    /// [`resolve_ties`]' encoding of the elements of `chunk` (from element `first`) equal
+    /// to either value: `TIE | group << 30 | index`.
+    fn encode_ties(chunk: &mut [u32], first: u32, values: [u32; 2]) {
+        for (i, m) in (first..).zip(chunk.iter_mut()) {
+            let g = (*m != values[0]) as u32;
+            let tied = *m == values[0] || *m == values[1];
+            *m = if tied { TIE | g << 30 | i } else { *m };
         }
+    }
+}
+
+wide_kernel! {
+    /// [`resolve_ties`]' replay of torch's selection on the encoded array, and the tied
+    /// elements it leaves inside `window` set in `keep` (compiled wide: the partition's
+    /// scans are vector compares of the decoded values).
+    fn replay_ties(
+        mags: &mut [u32],
+        values: [u32; 2],
+        descending: bool,
+        bounds: &[usize],
+        window: Range<usize>,
+        keep: &mut Bits,
+    ) {
+        // Bit arithmetic rather than branches or an indexed load (ties are scattered at
+        // random, so branches mispredict), which also lets the partition's scans vectorise.
+        let (v0, flip) = (values[0], values[0] ^ values[1]);
+        let decode = move |e: u32| {
+            let tie = ((e as i32) >> 31) as u32; // all ones for a tie entry
+            let v = v0 ^ (flip & 0u32.wrapping_sub(e >> 30 & 1));
+            (v & tie) | (e & !tie)
+        };
+        if descending {
+            torch_sort::select_by(mags, |a, b| decode(*a) > decode(*b), bounds);
+        } else {
+            torch_sort::select_by(mags, |a, b| decode(*a) < decode(*b), bounds);
+        }
+        // `keep` holds the window's untied elements already: the rest of it is ties. The
+        // replayed partitions leave the ties that end inside a window next to the window's
+        // ends, so the scan (from the end, where top-k's one group is) stops once every
+        // missing one is found.
+        let mut missing = window.len() - keep.count_ones();
+        for &e in mags[window].iter().rev() {
+            if missing == 0 {
+                break;
+            }
+            if e & TIE != 0 {
+                keep.set((e & (ORDINALS as u32 - 1)) as usize);
+                missing -= 1;
+            }
+        }
+        debug_assert_eq!(missing, 0, "tied elements of the window");
     }
 }
 
@@ -295,7 +327,7 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
         }));
     }
     // Pass 1: high 16 bits (and whether any low half is non-zero: bf16 values have none).
-    let (high, low_bits) = histogram(mags, 1 << 16, |m| Some((m >> 16) as usize), 0xffff);
+    let (high, low_bits) = high_histogram(mags);
     if high[(INF >> 16) as usize + 1..].iter().any(|&c| c > 0)
         || (high[(INF >> 16) as usize] > 0 && mags.par_iter().any(|&m| m > INF))
     {
@@ -383,6 +415,53 @@ fn histogram(
             (a, or_a | or_b)
         })
         .unwrap_or_else(|| (vec![0u64; bins], 0))
+}
+
+/// [`histogram`] of the high 16 bits of every magnitude, with the OR of their low halves.
+fn high_histogram(mags: &[u32]) -> (Vec<u64>, u32) {
+    mags.par_chunks(HIST_JOB)
+        .map(|chunk| {
+            let mut hist = vec![0u32; 4 << 16];
+            let or = count_high(chunk, &mut hist);
+            (hist, or)
+        })
+        .fold(
+            || (vec![0u64; 1 << 16], 0u32),
+            |(mut acc, or_acc), (hist, or)| {
+                for part in hist.chunks(1 << 16) {
+                    acc.iter_mut().zip(part).for_each(|(a, &h)| *a += h as u64);
+                }
+                (acc, or_acc | or)
+            },
+        )
+        .reduce_with(|(mut a, or_a), (b, or_b)| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            (a, or_a | or_b)
+        })
+        .unwrap_or_else(|| (vec![0u64; 1 << 16], 0))
+}
+
+wide_kernel! {
+    /// Counts of `m >> 16` over `chunk` (at most 2³² elements) into `hist`, four tables of
+    /// 2¹⁶ bins (element i counted in table i mod 4: runs of equal magnitudes, common in
+    /// task vectors, would otherwise make one chain of increments of one counter), and the
+    /// OR of every `m & 0xffff`.
+    fn count_high(chunk: &[u32], hist: &mut [u32]) -> u32 {
+        let hist = &mut hist[..4 << 16];
+        let mut or = 0u32;
+        let mut quads = chunk.chunks_exact(4);
+        for q in &mut quads {
+            for (t, &m) in q.iter().enumerate() {
+                hist[t << 16 | (m >> 16) as usize] += 1;
+                or |= m;
+            }
+        }
+        for &m in quads.remainder() {
+            hist[(m >> 16) as usize] += 1;
+            or |= m;
+        }
+        or & 0xffff
+    }
 }
 
 fn to_f32(mags: Vec<u32>) -> Vec<f32> {
