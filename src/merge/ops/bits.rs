@@ -277,14 +277,22 @@ wide_kernel! {
         // replayed partitions leave the ties that end inside a window next to the window's
         // ends, so the scan (from the end, where top-k's one group is) stops once every
         // missing one is found.
+        // 64 entries at a time: which are ties, as one mask (vector compares), then each.
         let mut missing = window.len() - keep.count_ones();
-        for &e in mags[window].iter().rev() {
+        for es in mags[window].rchunks(64) {
             if missing == 0 {
                 break;
             }
-            if e & TIE != 0 {
+            let mut flags = [0u8; 64];
+            for (f, &e) in flags.iter_mut().zip(es) {
+                *f = (e >> 31) as u8;
+            }
+            let mut m = pack64(flags);
+            missing -= m.count_ones() as usize;
+            while m != 0 {
+                let e = es[m.trailing_zeros() as usize];
+                m &= m - 1;
                 keep.set((e & (ORDINALS as u32 - 1)) as usize);
-                missing -= 1;
             }
         }
         debug_assert_eq!(missing, 0, "tied elements of the window");
