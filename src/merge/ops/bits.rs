@@ -14,8 +14,8 @@
 //! elements) take the pair-based path on the f32 values, which gives the same result; so
 //! does a set sign bit (a caller error), read as the negative f32 it is.
 //!
-//! Memory: the input Vec (reused as scratch), the mask (n/8 bytes) and two 2¹⁶-bin
-//! histograms per worker thread.
+//! Memory: the input Vec (reused as scratch), the mask (n/8 bytes), and per parallel job of
+//! the histogram passes two 2¹⁶-bin histograms and four 2¹⁶-bin u32 count tables (1 MiB).
 use std::ops::Range;
 
 use rayon::prelude::*;
