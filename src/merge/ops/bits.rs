@@ -273,11 +273,10 @@ wide_kernel! {
         } else {
             torch_sort::select_by(mags, |a, b| decode(*a) < decode(*b), bounds);
         }
-        // `keep` holds the window's untied elements already: the rest of it is ties. The
-        // replayed partitions leave the ties that end inside a window next to the window's
-        // ends, so the scan (from the end, where top-k's one group is) stops once every
-        // missing one is found.
-        // 64 entries at a time: which are ties, as one mask (vector compares), then each.
+        // `keep` holds the window's untied elements already: the rest of the window is
+        // ties, `missing` of them. The scan stops once it has found them all; it runs from
+        // the window's end, next to top-k's boundary, 64 entries at a time (which are
+        // ties, as one mask of vector compares, then each of those).
         let mut missing = window.len() - keep.count_ones();
         for es in mags[window].rchunks(64) {
             if missing == 0 {
@@ -365,22 +364,19 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
     }
     // Pass 2: low 16 bits inside the (at most two distinct) buckets.
     let (b0, b1) = (buckets[0].0, buckets[P - 1].0);
-    let (low, _) = histogram(
-        mags,
-        if b0 == b1 { 1 << 16 } else { 2 << 16 },
-        |m| {
+    let bins = if b0 == b1 { 1 << 16 } else { 2 << 16 };
+    let (low, _) = histogram(mags, bins, |chunk, hist| {
+        for &m in chunk {
             let b = m >> 16;
             let lo = (m & 0xffff) as usize;
             if b == b0 {
-                Some(lo)
+                hist[lo] += 1;
             } else if b == b1 {
-                Some(lo | 1 << 16)
-            } else {
-                None
+                hist[lo | 1 << 16] += 1;
             }
-        },
-        0,
-    );
+        }
+        0
+    });
     Some(std::array::from_fn(|j| {
         let (b, below_b) = buckets[j];
         let part = &low[if b == b0 {
@@ -397,25 +393,20 @@ fn boundaries<const P: usize>(mags: &[u32], pos: [usize; P]) -> Option<[Boundary
     }))
 }
 
-/// Parallel histogram of `bin(m)` (`None`: not counted) over `bins` bins, and the OR of
-/// every `m & or_mask` (e.g. whether any magnitude has low bits), in the same pass.
+/// Parallel histogram over `bins` bins: `count` adds the counts of one job's chunk of
+/// `mags` to a histogram and returns a summary OR (e.g. whether any magnitude has low
+/// bits); the histograms are summed, the ORs combined.
 fn histogram(
     mags: &[u32],
     bins: usize,
-    bin: impl Fn(u32) -> Option<usize> + Sync,
-    or_mask: u32,
+    count: impl Fn(&[u32], &mut [u64]) -> u32 + Sync,
 ) -> (Vec<u64>, u32) {
     mags.par_chunks(HIST_JOB)
         .fold(
             || (vec![0u64; bins], 0u32),
-            |(mut hist, mut or), chunk| {
-                for &m in chunk {
-                    if let Some(b) = bin(m) {
-                        hist[b] += 1;
-                    }
-                    or |= m & or_mask;
-                }
-                (hist, or)
+            |(mut hist, or), chunk| {
+                let more = count(chunk, &mut hist);
+                (hist, or | more)
             },
         )
         .reduce_with(|(mut a, or_a), (b, or_b)| {
@@ -425,28 +416,19 @@ fn histogram(
         .unwrap_or_else(|| (vec![0u64; bins], 0))
 }
 
-/// [`histogram`] of the high 16 bits of every magnitude, with the OR of their low halves.
+/// [`histogram`] of the high 16 bits of every magnitude, with the OR of their low halves
+/// ([`count_high`] per job).
 fn high_histogram(mags: &[u32]) -> (Vec<u64>, u32) {
-    mags.par_chunks(HIST_JOB)
-        .map(|chunk| {
-            let mut hist = vec![0u32; 4 << 16];
-            let or = count_high(chunk, &mut hist);
-            (hist, or)
-        })
-        .fold(
-            || (vec![0u64; 1 << 16], 0u32),
-            |(mut acc, or_acc), (hist, or)| {
-                for part in hist.chunks(1 << 16) {
-                    acc.iter_mut().zip(part).for_each(|(a, &h)| *a += h as u64);
-                }
-                (acc, or_acc | or)
-            },
-        )
-        .reduce_with(|(mut a, or_a), (b, or_b)| {
-            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-            (a, or_a | or_b)
-        })
-        .unwrap_or_else(|| (vec![0u64; 1 << 16], 0))
+    histogram(mags, 1 << 16, |chunk, hist| {
+        let mut tables = vec![0u32; 4 << 16];
+        let or = count_high(chunk, &mut tables);
+        for table in tables.chunks(1 << 16) {
+            hist.iter_mut()
+                .zip(table)
+                .for_each(|(h, &c)| *h += c as u64);
+        }
+        or
+    })
 }
 
 wide_kernel! {
