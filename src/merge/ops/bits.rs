@@ -141,6 +141,28 @@ pub(super) fn pack64(flags: [u8; 64]) -> u64 {
         })
 }
 
+/// ORs the bits of `src` into `words` from bit `at` on: bit `i` of `src` (bit `i % 64` of
+/// `src[i / 64]`) lands on bit `at + i`. `src`'s bits must fit: those past the end of
+/// `words` are not allowed to be set.
+#[inline]
+pub(super) fn or_at(words: &mut [u64], at: usize, src: &[u64]) {
+    let (w, shift) = (at / 64, at % 64);
+    let words = &mut words[w..];
+    if shift == 0 {
+        for (o, &x) in words.iter_mut().zip(src) {
+            *o |= x;
+        }
+        return;
+    }
+    for (i, &x) in src.iter().enumerate() {
+        words[i] |= x << shift;
+        let high = x >> (64 - shift);
+        if high != 0 {
+            words[i + 1] |= high;
+        }
+    }
+}
+
 /// Keep set of the `k` largest magnitudes, ties at the boundary resolved as torch's
 /// `argsort(descending=True)[:k]` does: exactly [`top_k_mask`](super::top_k_mask)`(xs, k)`
 /// for `mags[i] = xs[i].abs().to_bits()`. `mags` (non-negative f32 bit patterns) is used

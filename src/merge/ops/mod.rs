@@ -332,9 +332,7 @@ wide_kernel! {
         at: u64,
         scratch: &mut RowScratch,
     ) {
-        let mut flags = std::mem::take(&mut scratch.flags);
-        flags.clear();
-        flags.resize(rows.len(), 0);
+        let mut row_words = std::mem::take(&mut scratch.row_words);
         for (r, row) in rows.chunks(row_len).enumerate() {
             let short;
             let t = if row.len() == row_len {
@@ -347,14 +345,12 @@ wide_kernel! {
             let at = at + first as u64;
             // (by value, its key in a register: the draws loop then vectorises)
             let draw = move |idx: usize| stream.draw53(at + idx as u64);
-            scratch.keep_row(row, t, draw, &mut flags[first..first + row.len()]);
+            row_words.clear();
+            row_words.resize(row.len().div_ceil(64), 0);
+            scratch.keep_row(row, t, draw, &mut row_words);
+            bits::or_at(words, first, &row_words);
         }
-        for (word, flags) in words.iter_mut().zip(flags.chunks(64)) {
-            let mut w = [0u8; 64];
-            w[..flags.len()].copy_from_slice(flags);
-            *word = bits::pack64(w);
-        }
-        scratch.flags = flags;
+        scratch.row_words = row_words;
     }
 }
 
@@ -378,17 +374,19 @@ struct RowScratch {
     start: Vec<u32>,
     undecided: Vec<u32>,
     ranges: Vec<(usize, usize)>,
-    /// [`della_keep_bits`]: one keep flag (0 or 1) per element of a job.
-    flags: Vec<u8>,
+    /// [`della_keep_bits`]: the keep mask of one row (bit `i` for element `i`).
+    row_words: Vec<u64>,
+    /// [`RowScratch::keep_row`]: each element's place in the count table.
+    places: Vec<u32>,
     /// 2¹⁵ bits: which bf16 magnitudes a row has (duplicate detection).
     seen: Vec<u64>,
 }
 
 impl RowScratch {
-    /// Sets `flags[index]` to 1 for each element of `row` that DELLA keeps, else 0: kept
-    /// when `draw(index)` is below `t[rank]`, its rank in torch's `argsort(|x|)` order, but
-    /// never an element equal to +0.0 (see [`della_keep_bits`]). `t` is monotone in the
-    /// rank (DELLA's thresholds are).
+    /// Sets bit `index` of `keep` (zeroed, a bit per element of `row`) for each element of
+    /// `row` that DELLA keeps: kept when `draw(index)` is below `t[rank]`, its rank in
+    /// torch's `argsort(|x|)` order, but never an element equal to +0.0 (see
+    /// [`della_keep_bits`]). `t` is monotone in the rank (DELLA's thresholds are).
     ///
     /// A group of equal magnitudes holds ranks `lo..hi`: an element whose draw is below
     /// every `t[lo..hi]` (the lower of `t[lo]` and `t[hi - 1]`) is kept, and one whose draw
@@ -406,7 +404,7 @@ impl RowScratch {
         row: &[f32],
         t: &[u64],
         draw: impl Fn(usize) -> u64 + Copy,
-        flags: &mut [u8],
+        keep: &mut [u64],
     ) {
         let n = row.len();
         // bf16 magnitudes: the 15 bits above the f32's low half
@@ -430,7 +428,8 @@ impl RowScratch {
         };
         if nan || any_low & 0xffff != 0 || n > 1 << 16 || slots > 16 * n + 4096 {
             return self.rank_row(row, &mut |rank, idx| {
-                flags[idx] = (draw(idx) < t[rank] && row[idx].to_bits() != 0) as u8;
+                let kept = draw(idx) < t[rank] && row[idx].to_bits() != 0;
+                keep[idx / 64] |= (kept as u64) << (idx % 64);
             });
         }
         // Slot 0 is magnitude 0, slot k − least + 1 magnitude k: slots in magnitude order.
@@ -445,9 +444,16 @@ impl RowScratch {
         self.start.resize(slots + 1 + 4, 0);
         // (a slice: the Vec's pointer and length are not reloaded after every increment)
         let start = &mut self.start[..];
-        for (i, &x) in row.iter().enumerate() {
+        // (the places first, in a loop without branches that vectorises; then the counts)
+        let places = &mut self.places;
+        places.clear();
+        places.resize(n, 0);
+        for (i, (p, &x)) in places.iter_mut().zip(row).enumerate() {
             let s = slot(x);
-            start[if s == 0 { slots + 1 + (i & 3) } else { s + 1 }] += 1;
+            *p = (if s == 0 { slots + 1 + (i & 3) } else { s + 1 }) as u32;
+        }
+        for &p in places.iter() {
+            start[p as usize] += 1;
         }
         start[1] = zeros;
         let mut rank = 0;
@@ -475,17 +481,15 @@ impl RowScratch {
         let (t_min, t_max) = (t_first.min(t_last), t_first.max(t_last));
         let undecided = &mut self.undecided;
         undecided.clear();
-        let words = row
-            .chunks(64)
-            .zip(flags.chunks_mut(64))
-            .zip(draws.chunks(64));
-        for ((xs, fs), us) in words {
-            let mut open = [0u8; 64];
-            for (((&x, f), &u), o) in xs.iter().zip(fs.iter_mut()).zip(us).zip(&mut open) {
+        let words = row.chunks(64).zip(keep.iter_mut()).zip(draws.chunks(64));
+        for ((xs, word), us) in words {
+            let (mut kept, mut open) = ([0u8; 64], [0u8; 64]);
+            for (((&x, f), &u), o) in xs.iter().zip(&mut kept).zip(us).zip(&mut open) {
                 let nonzero = x.to_bits() != 0;
                 *f = (u < t_min && nonzero) as u8;
                 *o = (u >= t_min && u < t_max && nonzero) as u8;
             }
+            *word = bits::pack64(kept);
             let mut m = bits::pack64(open);
             while m != 0 {
                 let j = m.trailing_zeros() as usize;
@@ -496,7 +500,7 @@ impl RowScratch {
                 let (lo, hi) = (start[s] as usize, start[s + 1] as usize);
                 let (a, b) = (t[lo.min(n - 1)], t[hi.max(1) - 1]);
                 let (lowest, highest) = (a.min(b), a.max(b));
-                fs[j] = (u < lowest) as u8;
+                *word |= ((u < lowest) as u64) << j;
                 if u >= lowest && u < highest {
                     undecided.push(s as u32);
                 }
@@ -522,7 +526,9 @@ impl RowScratch {
         for &(lo, hi) in ranges.iter() {
             for (rank, &k) in (lo..hi).zip(&keys[lo..hi]) {
                 let idx = index(k);
-                flags[idx] = (draws[idx] < t[rank] && row[idx].to_bits() != 0) as u8;
+                let kept = draws[idx] < t[rank] && row[idx].to_bits() != 0;
+                let (w, b) = (idx / 64, idx % 64);
+                keep[w] = keep[w] & !(1 << b) | (kept as u64) << b;
             }
         }
     }
