@@ -184,16 +184,17 @@ pub(crate) use wide_kernel;
 fn round_bf16(x: f32) -> f32 {
     let bits = x.to_bits();
     // Both candidates computed and one selected, without branches (so loops vectorise).
-    let nan = (bits >> 16) | 0x0040;
-    let round_bit = 0x0000_8000;
-    let up = ((bits & round_bit != 0) & (bits & (3 * round_bit - 1) != 0)) as u32;
-    let rounded = (bits >> 16) + up;
+    let nan = bits | 0x0040_0000;
+    // Adding 0x7fff and the kept part's lowest bit carries into the upper half exactly
+    // when the dropped half is above one half, or equal to it with that bit odd: round to
+    // nearest, ties to even. (Only a NaN's bits could carry out of the word.)
+    let rounded = bits.wrapping_add(0x7fff + (bits >> 16 & 1));
     let upper = if bits & 0x7FFF_FFFF > 0x7F80_0000 {
         nan
     } else {
         rounded
     };
-    f32::from_bits(upper << 16)
+    f32::from_bits(upper & 0xffff_0000)
 }
 
 #[cfg(test)]
