@@ -13,7 +13,9 @@ What it does, in one run:
    (48 layers) for the memory check. Reused when already present (same seed, same bytes).
 2. For each recipe (ties, della, della_linear, model_stock, slerp, a 3-stage della → slerp →
    ties: every method of the Lamarck recipe), in this order:
-   the I/O floor, lamarck, mergekit. Each is timed from a cold page cache for the model
+   the I/O floor, lamarck, mergekit (`--repeat N`: the floor and lamarck N times each,
+   alternating, the fastest of each reported and lamarck's slowest beside it; mergekit,
+   minutes a run, once, and compared with lamarck's slowest). Each is timed from a cold page cache for the model
    files (see "Page cache" below); wall time includes an fsync of every output file (lamarck
    fsyncs its own output; mergekit does not, so the harness does it inside its timing).
 3. lamarck alone on the 48-layer family (ties and della), to show that peak RSS does not
@@ -293,6 +295,9 @@ def main():
     ap.add_argument("--no-double", action="store_true", help="skip the 48-layer runs")
     ap.add_argument("--threads", type=int, default=0, help="lamarck --threads (0 = all cores)")
     ap.add_argument("--max-memory", default="1G", help="lamarck --max-memory (default 1G)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="time the floor and lamarck this many times each, alternating, and "
+                         "report the fastest (mergekit runs once)")
     args = ap.parse_args()
     work = os.path.abspath(args.work)
     lamarck = os.path.abspath(args.lamarck)
@@ -341,21 +346,28 @@ def main():
             row = {"recipe": tag, "layers": layers, "input_bytes": 0}
             row["input_bytes"] = sum(dir_size(os.path.join(fam, n)) for n in FAMILY)
 
-            prepare()
-            fl = os.path.join(outs, "floor")
-            row["floor_s"] = io_floor(stages, fl)
-            shutil.rmtree(fl)
+            floors, runs, rss = [], [], []
+            for _ in range(max(1, args.repeat)):
+                prepare()
+                fl = os.path.join(outs, "floor")
+                floors.append(io_floor(stages, fl))
+                shutil.rmtree(fl)
 
-            prepare()
-            out = os.path.join(outs, "lamarck")
-            sd = os.path.join(outs, "lamarck-stages")
-            cmd = [lamarck, "merge", recipe, "--out", out, "--force", "--no-reuse",
-                   "--stages-dir", sd, "--threads", str(args.threads),
-                   "--max-memory", args.max_memory]
-            row["lamarck_s"], row["lamarck_rss_mib"] = timed(cmd, env, [out, sd])
-            row["output_bytes"] = dir_size(out)
-            shutil.rmtree(out)
-            shutil.rmtree(sd, ignore_errors=True)
+                prepare()
+                out = os.path.join(outs, "lamarck")
+                sd = os.path.join(outs, "lamarck-stages")
+                cmd = [lamarck, "merge", recipe, "--out", out, "--force", "--no-reuse",
+                       "--stages-dir", sd, "--threads", str(args.threads),
+                       "--max-memory", args.max_memory]
+                t, m = timed(cmd, env, [out, sd])
+                runs.append(t)
+                rss.append(m)
+                row["output_bytes"] = dir_size(out)
+                shutil.rmtree(out)
+                shutil.rmtree(sd, ignore_errors=True)
+            row["floor_s"], row["lamarck_s"] = min(floors), min(runs)
+            row["lamarck_max_s"], row["lamarck_rss_mib"] = max(runs), max(rss)
+            row["floor_runs_s"], row["lamarck_runs_s"] = floors, runs
 
             if args.mergekit_bin and layers == 24:
                 prepare()
@@ -372,9 +384,12 @@ def main():
             rows.append(row)
             log(json.dumps(row))
 
+    n = max(1, args.repeat)
     lines = [
         f"cache: {args.cache}; cores: {os.cpu_count()}; lamarck threads: {args.threads or 'all'}; "
-        f"lamarck --max-memory {args.max_memory}",
+        f"lamarck --max-memory {args.max_memory}"
+        + (f"; floor and lamarck: fastest of {n} (alternated), lamarck's slowest in "
+           f"brackets; mergekit / lamarck from lamarck's slowest" if n > 1 else ""),
         "",
         "| recipe | I/O floor s | lamarck s | lamarck / floor | mergekit s | mergekit / lamarck "
         "| lamarck peak RSS MiB | mergekit peak RSS MiB |",
@@ -382,10 +397,12 @@ def main():
     ]
     for r in rows:
         mk = r.get("mergekit_s")
+        slow = r["lamarck_max_s"]
         lines.append(
-            f"| {r['recipe']} | {r['floor_s']:.1f} | {r['lamarck_s']:.1f} | "
-            f"{r['lamarck_s'] / r['floor_s']:.2f} | "
-            + (f"{mk:.1f} | {mk / r['lamarck_s']:.1f} | " if mk else "– | – | ")
+            f"| {r['recipe']} | {r['floor_s']:.1f} | {r['lamarck_s']:.1f}"
+            + (f" ({slow:.1f})" if n > 1 else "")
+            + f" | {r['lamarck_s'] / r['floor_s']:.2f} | "
+            + (f"{mk:.1f} | {mk / slow:.1f} | " if mk else "– | – | ")
             + f"{r['lamarck_rss_mib']:.0f} | "
             + (f"{r['mergekit_rss_mib']:.0f} |" if mk else "– |")
         )
