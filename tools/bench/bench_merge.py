@@ -15,9 +15,10 @@ What it does, in one run:
    ties: every method of the Lamarck recipe), in this order:
    the I/O floor, lamarck, mergekit (`--repeat N`: the floor and lamarck N times each,
    alternating, the fastest of each reported and lamarck's slowest beside it; mergekit,
-   minutes a run, once, and compared with lamarck's slowest). Each is timed from a cold page cache for the model
-   files (see "Page cache" below); wall time includes an fsync of every output file (lamarck
-   fsyncs its own output; mergekit does not, so the harness does it inside its timing).
+   minutes a run, once, and compared with lamarck's slowest). Each is timed from a cold
+   page cache for the model files (see "Page cache" below); wall time includes an fsync
+   of every output file (lamarck fsyncs its own output; mergekit does not, so the harness
+   does it inside its timing).
 3. lamarck alone on the 48-layer family (ties and della), to show that peak RSS does not
    grow with the model.
 4. Prints a table and writes WORK/results.json and WORK/results.md.
@@ -299,6 +300,7 @@ def main():
                     help="time the floor and lamarck this many times each, alternating, and "
                          "report the fastest (mergekit runs once)")
     args = ap.parse_args()
+    repeat = max(1, args.repeat)
     work = os.path.abspath(args.work)
     lamarck = os.path.abspath(args.lamarck)
     os.makedirs(work, exist_ok=True)
@@ -347,7 +349,7 @@ def main():
             row["input_bytes"] = sum(dir_size(os.path.join(fam, n)) for n in FAMILY)
 
             floors, runs, rss = [], [], []
-            for _ in range(max(1, args.repeat)):
+            for _ in range(repeat):
                 prepare()
                 fl = os.path.join(outs, "floor")
                 floors.append(io_floor(stages, fl))
@@ -384,12 +386,11 @@ def main():
             rows.append(row)
             log(json.dumps(row))
 
-    n = max(1, args.repeat)
     lines = [
         f"cache: {args.cache}; cores: {os.cpu_count()}; lamarck threads: {args.threads or 'all'}; "
         f"lamarck --max-memory {args.max_memory}"
-        + (f"; floor and lamarck: fastest of {n} (alternated), lamarck's slowest in "
-           f"brackets; mergekit / lamarck from lamarck's slowest" if n > 1 else ""),
+        + (f"; floor and lamarck: fastest of {repeat} (alternated), lamarck's slowest in "
+           f"brackets; mergekit / lamarck from lamarck's slowest" if repeat > 1 else ""),
         "",
         "| recipe | I/O floor s | lamarck s | lamarck / floor | mergekit s | mergekit / lamarck "
         "| lamarck peak RSS MiB | mergekit peak RSS MiB |",
@@ -400,7 +401,7 @@ def main():
         slow = r["lamarck_max_s"]
         lines.append(
             f"| {r['recipe']} | {r['floor_s']:.1f} | {r['lamarck_s']:.1f}"
-            + (f" ({slow:.1f})" if n > 1 else "")
+            + (f" ({slow:.1f})" if repeat > 1 else "")
             + f" | {r['lamarck_s'] / r['floor_s']:.2f} | "
             + (f"{mk:.1f} | {mk / slow:.1f} | " if mk else "– | – | ")
             + f"{r['lamarck_rss_mib']:.0f} | "

@@ -306,7 +306,7 @@ wide_kernel! {
             }
             let mut flags = [0u8; 64];
             for (f, &e) in flags.iter_mut().zip(es) {
-                *f = (e >> 31) as u8;
+                *f = (e & TIE != 0) as u8;
             }
             let mut m = pack64(flags);
             missing -= m.count_ones() as usize;
