@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use super::tensor::{merge_one, merge_streamed, merge_streamed_whole, prepare_streamed};
 use super::{ops, stream};
+use crate::model::writer::f32_to_bytes;
 use crate::plan::{Plan, TensorPlan};
 
 pub use super::folder::{model_card, write_folder, FolderFiles};
@@ -204,19 +205,23 @@ pub fn run(
                 match unit {
                     Unit::Batch(range) => {
                         let chunk = &plan.tensors[range.clone()];
-                        let results: Vec<Result<Vec<f32>>> = pool.install(|| {
+                        // merged and encoded in parallel; the sink only queues bytes
+                        let results: Vec<Result<Vec<u8>>> = pool.install(|| {
                             chunk
                                 .par_iter()
-                                .map(|t| match streamable(t) {
-                                    true => merge_streamed_whole(plan, t, sources),
-                                    false => merge_one(plan, t, sources),
+                                .map(|t| {
+                                    let data = match streamable(t) {
+                                        true => merge_streamed_whole(plan, t, sources),
+                                        false => merge_one(plan, t, sources),
+                                    }?;
+                                    Ok(f32_to_bytes(&data, t.out_dtype))
                                 })
                                 .collect()
                         });
                         for (t, result) in chunk.iter().zip(results) {
-                            let data = result?;
-                            sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
-                            written += (data.len() * t.out_dtype.size()) as u64;
+                            let bytes = result?;
+                            written += bytes.len() as u64;
+                            sink.add(&t.name, &t.shape, t.out_dtype, bytes)?;
                             bar.inc(1);
                         }
                     }
@@ -234,9 +239,11 @@ pub fn run(
                     }
                     &Unit::Whole(i) => {
                         let t = &plan.tensors[i];
-                        let data = pool.install(|| merge_one(plan, t, sources))?;
-                        sink.add(&t.name, &t.shape, t.out_dtype, &data)?;
-                        written += (data.len() * t.out_dtype.size()) as u64;
+                        let bytes = pool.install(|| {
+                            merge_one(plan, t, sources).map(|d| f32_to_bytes(&d, t.out_dtype))
+                        })?;
+                        written += bytes.len() as u64;
+                        sink.add(&t.name, &t.shape, t.out_dtype, bytes)?;
                         bar.inc(1);
                     }
                 }

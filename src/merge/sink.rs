@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::run::{Error, Result};
 use crate::model::safetensors::bytes_to_f32;
-use crate::model::{writer::f32_to_bytes, DType, ModelDir, ModelWriter};
+use crate::model::{DType, ModelDir, ModelWriter};
 
 /// Where input tensors come from (a model folder, or an in-memory stage output).
 pub trait TensorSource: Sync {
@@ -49,21 +49,23 @@ impl TensorSource for ModelDir {
     }
 }
 
-/// Where merged tensors go, in plan order. `data` is f32; the sink stores it as `dtype`.
+/// Where merged tensors go, in plan order, already encoded in their output dtype (the
+/// runner's workers encode them with [`crate::model::writer::f32_to_bytes`], in parallel).
 pub trait Sink {
-    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
-        self.add_part(name, shape, dtype, 0, data)
+    /// A whole tensor: `bytes` hold its elements as little-endian `dtype`.
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, bytes: Vec<u8>) -> Result<()> {
+        self.add_part(name, shape, dtype, 0, bytes)
     }
 
-    /// Elements `start..start + data.len()` of a tensor; a large tensor arrives as
-    /// consecutive parts, in order.
+    /// Elements `start..` of a tensor, `bytes` as in [`Sink::add`]; a large tensor arrives
+    /// as consecutive parts, in order.
     fn add_part(
         &mut self,
         name: &str,
         shape: &[usize],
         dtype: DType,
         start: usize,
-        data: &[f32],
+        bytes: Vec<u8>,
     ) -> Result<()>;
 }
 
@@ -73,10 +75,8 @@ pub struct DirSink {
 }
 
 impl Sink for DirSink {
-    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, data: &[f32]) -> Result<()> {
-        Ok(self
-            .writer
-            .add_tensor(name, dtype, shape, f32_to_bytes(data, dtype))?)
+    fn add(&mut self, name: &str, shape: &[usize], dtype: DType, bytes: Vec<u8>) -> Result<()> {
+        Ok(self.writer.add_tensor(name, dtype, shape, bytes)?)
     }
     fn add_part(
         &mut self,
@@ -84,11 +84,11 @@ impl Sink for DirSink {
         shape: &[usize],
         dtype: DType,
         start: usize,
-        data: &[f32],
+        bytes: Vec<u8>,
     ) -> Result<()> {
         Ok(self
             .writer
-            .add_tensor_part(name, dtype, shape, start, f32_to_bytes(data, dtype))?)
+            .add_tensor_part(name, dtype, shape, start, bytes)?)
     }
 }
 
@@ -121,22 +121,28 @@ impl Sink for MemorySink {
         shape: &[usize],
         dtype: DType,
         start: usize,
-        data: &[f32],
+        bytes: Vec<u8>,
     ) -> Result<()> {
         let n: usize = shape.iter().product();
         let size = dtype.size();
+        if start == 0 && bytes.len() == n * size {
+            // a whole tensor: keep its buffer
+            self.tensors
+                .insert(name.to_string(), (shape.to_vec(), dtype, bytes));
+            return Ok(());
+        }
         let entry = self
             .tensors
             .entry(name.to_string())
             .or_insert_with(|| (shape.to_vec(), dtype, vec![0u8; n * size]));
         let slot = entry
             .2
-            .get_mut(start * size..(start + data.len()) * size)
+            .get_mut(start * size..start * size + bytes.len())
             .ok_or_else(|| Error::Invalid {
                 tensor: name.to_string(),
                 message: format!("part at {start} does not fit shape {shape:?}"),
             })?;
-        slot.copy_from_slice(&f32_to_bytes(data, dtype));
+        slot.copy_from_slice(&bytes);
         Ok(())
     }
 }

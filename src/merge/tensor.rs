@@ -12,6 +12,7 @@ use super::run::{Error, Result};
 use super::sink::{Sink, TensorSource};
 use super::stream;
 use crate::model::vocab::{relayout, OutputVocab, Rows};
+use crate::model::writer::f32_to_bytes;
 use crate::model::DType;
 use crate::plan::{Plan, TensorPlan};
 
@@ -127,13 +128,17 @@ pub(super) fn merge_streamed(
     let job = block_job(plan, t, &readers);
     let blocks = tensor_blocks(plan, t, block);
     for wave in blocks.chunks(pool.current_num_threads().max(1)) {
-        let outs: Vec<Result<Vec<f32>>> = pool.install(|| {
+        // each worker also encodes its block, so the sink only queues bytes
+        let outs: Vec<Result<Vec<u8>>> = pool.install(|| {
             wave.par_iter()
-                .map(|r| stream::apply(prepared, &job, r.clone()))
+                .map(|r| {
+                    let out = stream::apply(prepared, &job, r.clone())?;
+                    Ok(f32_to_bytes(&out, t.out_dtype))
+                })
                 .collect()
         });
         for (r, out) in wave.iter().zip(outs) {
-            sink.add_part(&t.name, &t.shape, t.out_dtype, r.start, &out?)?;
+            sink.add_part(&t.name, &t.shape, t.out_dtype, r.start, out?)?;
         }
     }
     Ok(())

@@ -181,7 +181,7 @@ pub(crate) use wide_kernel;
 /// vectorise (the merge kernels call it per element): round to nearest even on the upper
 /// 16 bits; NaN stays NaN with its quiet bit set, exactly as `half` does.
 #[inline(always)]
-fn round_bf16(x: f32) -> f32 {
+pub(crate) fn round_bf16(x: f32) -> f32 {
     let bits = x.to_bits();
     // Both candidates computed and one selected, without branches (so loops vectorise).
     let nan = bits | 0x0040_0000;

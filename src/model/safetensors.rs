@@ -394,14 +394,40 @@ fn f32_to_bytes_serial(data: &[f32], dtype: DType) -> Vec<u8> {
     match dtype {
         DType::F32 => bytemuck::cast_slice::<f32, u8>(data).to_vec(),
         DType::BF16 => {
-            let mut halves = vec![half::bf16::ZERO; data.len()];
-            halves.as_mut_slice().convert_from_f32_slice(data);
-            bytemuck::cast_slice::<half::bf16, u8>(&halves).to_vec()
+            let mut out = Vec::with_capacity(2 * data.len());
+            bf16_from(data, &mut out.spare_capacity_mut()[..2 * data.len()]);
+            // SAFETY: `bf16_from` wrote all 2 · data.len() bytes.
+            unsafe { out.set_len(2 * data.len()) };
+            out
         }
         DType::F16 => {
             let mut halves = vec![half::f16::ZERO; data.len()];
             halves.as_mut_slice().convert_from_f32_slice(data);
             bytemuck::cast_slice::<half::f16, u8>(&halves).to_vec()
+        }
+    }
+}
+
+wide_kernel! {
+    /// f32 → bf16 little-endian bytes, rounded as `half::bf16::from_f32` rounds (to nearest,
+    /// ties to even; NaN stays NaN with its quiet bit set): the upper half of
+    /// [`crate::model::dtype::round_bf16`], 16 values at a time. Writes all of `out`
+    /// (`2 · data.len()` bytes).
+    fn bf16_from(data: &[f32], out: &mut [MaybeUninit<u8>]) {
+        let bf16 = |x: f32| ((crate::model::dtype::round_bf16(x).to_bits() >> 16) as u16).to_le_bytes();
+        let (outs, out_rest) = out.as_chunks_mut::<32>();
+        let (ins, in_rest) = data.as_chunks::<16>();
+        for (o, c) in outs.iter_mut().zip(ins) {
+            for (i, &x) in c.iter().enumerate() {
+                let [lo, hi] = bf16(x);
+                o[2 * i].write(lo);
+                o[2 * i + 1].write(hi);
+            }
+        }
+        for (o, &x) in out_rest.as_chunks_mut::<2>().0.iter_mut().zip(in_rest) {
+            let [lo, hi] = bf16(x);
+            o[0].write(lo);
+            o[1].write(hi);
         }
     }
 }
@@ -436,6 +462,28 @@ mod tests {
             let want: Vec<f32> = data.iter().map(|&x| dtype.round(x)).collect();
             assert_eq!(back, want);
         }
+    }
+
+    #[test]
+    fn bf16_encoding_is_halfs_bit_for_bit() {
+        // every upper half with the low halves that decide rounding (NaNs, infinities and
+        // subnormals among them), in a length that leaves a tail after the 16-wide chunks
+        let mut data = Vec::new();
+        for upper in 0..=0xFFFFu32 {
+            for lower in [0, 1, 0x7FFF, 0x8000, 0x8001, 0xFFFF] {
+                data.push(f32::from_bits(upper << 16 | lower));
+            }
+        }
+        data.push(1.5);
+        let want: Vec<u8> = data
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect();
+        assert_eq!(f32_to_bytes_serial(&data, DType::BF16), want);
+        crate::model::dtype::set_wide_kernels(false);
+        let plain = f32_to_bytes_serial(&data, DType::BF16);
+        crate::model::dtype::set_wide_kernels(true);
+        assert_eq!(plain, want);
     }
 
     #[test]

@@ -19,7 +19,6 @@ use super::{Error, Result};
 use crate::merge::run::{Error as MergeError, MemorySink, Result as MergeResult, Sink};
 use crate::model::safetensors::{dtype_code, read_header};
 use crate::model::stream_writer::Streaming;
-use crate::model::writer::f32_to_bytes;
 use crate::model::{Announced, DType};
 
 /// Metadata key holding the stage hash.
@@ -257,7 +256,7 @@ impl Sink for StageFileSink {
         shape: &[usize],
         dtype: DType,
         start: usize,
-        data: &[f32],
+        bytes: Vec<u8>,
     ) -> MergeResult<()> {
         let invalid = |message: String| MergeError::Invalid {
             tensor: name.to_string(),
@@ -271,7 +270,6 @@ impl Sink for StageFileSink {
             .get_mut(name)
             .ok_or_else(|| invalid("not among the stage's planned tensors".into()))?;
         let offset = (start * dtype.size()) as u64;
-        let bytes = f32_to_bytes(data, dtype);
         let len = bytes.len() as u64;
         if offset + len > *want || *got + len > *want {
             return Err(invalid(format!(

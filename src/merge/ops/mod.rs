@@ -343,11 +343,9 @@ wide_kernel! {
             };
             let first = r * row_len; // within the job
             let at = at + first as u64;
-            // (by value, its key in a register: the draws loop then vectorises)
-            let draw = move |idx: usize| stream.draw53(at + idx as u64);
             row_words.clear();
             row_words.resize(row.len().div_ceil(64), 0);
-            scratch.keep_row(row, t, draw, &mut row_words);
+            scratch.keep_row(row, t, stream, at, &mut row_words);
             bits::or_at(words, first, &row_words);
         }
         scratch.row_words = row_words;
@@ -384,9 +382,9 @@ struct RowScratch {
 
 impl RowScratch {
     /// Sets bit `index` of `keep` (zeroed, a bit per element of `row`) for each element of
-    /// `row` that DELLA keeps: kept when `draw(index)` is below `t[rank]`, its rank in
-    /// torch's `argsort(|x|)` order, but never an element equal to +0.0 (see
-    /// [`della_keep_bits`]). `t` is monotone in the rank (DELLA's thresholds are).
+    /// `row` that DELLA keeps: kept when its draw `stream.draw53(at + index)` is below
+    /// `t[rank]`, its rank in torch's `argsort(|x|)` order, but never an element equal to
+    /// +0.0 (see [`della_keep_bits`]). `t` is monotone in the rank (DELLA's thresholds are).
     ///
     /// A group of equal magnitudes holds ranks `lo..hi`: an element whose draw is below
     /// every `t[lo..hi]` (the lower of `t[lo]` and `t[hi - 1]`) is kept, and one whose draw
@@ -399,14 +397,10 @@ impl RowScratch {
     /// ([`torch_sort::sort_ranges_by`]). Rows this cannot key in 32 bits, or whose range of
     /// magnitudes is far wider than the row, go through [`RowScratch::rank_row`].
     #[inline(always)]
-    fn keep_row(
-        &mut self,
-        row: &[f32],
-        t: &[u64],
-        draw: impl Fn(usize) -> u64 + Copy,
-        keep: &mut [u64],
-    ) {
+    fn keep_row(&mut self, row: &[f32], t: &[u64], stream: Stream, at: u64, keep: &mut [u64]) {
         let n = row.len();
+        // (by value, its key in a register)
+        let draw = move |idx: usize| stream.draw53(at + idx as u64);
         // bf16 magnitudes: the 15 bits above the f32's low half
         let mag = |x: f32| x.to_bits() >> 16 & 0x7fff;
         let (mut any_low, mut nan) = (0u32, false);
@@ -465,9 +459,7 @@ impl RowScratch {
         let draws = &mut self.draws;
         draws.clear();
         draws.resize(n, 0);
-        for (i, d) in draws.iter_mut().enumerate() {
-            *d = draw(i);
-        }
+        stream.draws53(at, draws);
         // 64 elements at a time. Every threshold lies between t's two ends (t is monotone),
         // so a draw below both keeps its element and one at or above both drops it, whatever
         // its rank: a loop without branches (it vectorises) decides those and marks the rest
