@@ -197,9 +197,9 @@ pub fn run(
             pool.in_place_scope(|s| -> Result<()> {
                 if let Some(j) = next {
                     let (t, slot) = (&plan.tensors[j], &mut next_prepared);
-                    let parallel = memory.parallel_models(t);
+                    let holding = memory.holding(t);
                     s.spawn(move |_| {
-                        *slot = Some(prepare_streamed(plan, t, sources, block, parallel));
+                        *slot = Some(prepare_streamed(plan, t, sources, block, holding));
                     });
                 }
                 match unit {
@@ -230,7 +230,7 @@ pub fn run(
                         let prepared = match this_prepared {
                             Some((k, prepared)) if k == i => prepared?,
                             _ => pool.install(|| {
-                                prepare_streamed(plan, t, sources, block, memory.parallel_models(t))
+                                prepare_streamed(plan, t, sources, block, memory.holding(t))
                             })?,
                         };
                         merge_streamed(plan, t, sources, sink, &pool, block, &prepared)?;
@@ -352,6 +352,9 @@ struct UnitMemory<'a> {
     inputs: usize,
     /// TIES/breadcrumbs: a magnitude selection holds 4 bytes per element per model.
     selects: bool,
+    /// TIES/breadcrumbs/DELLA: the prepare may hold the sparsified task vectors (bf16, 2
+    /// bytes per element per model).
+    sparsifies: bool,
     writer: u64,
 }
 
@@ -374,6 +377,11 @@ impl<'a> UnitMemory<'a> {
                 plan.method.kernel,
                 super::methods::Kernel::TaskArithmetic(v)
                     if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers))
+            ),
+            sparsifies: matches!(
+                plan.method.kernel,
+                super::methods::Kernel::TaskArithmetic(v)
+                    if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers | crate::registry::Sparsifier::DellaMagprune))
             ),
             writer: writer_queue_bytes(opts.max_memory).min(plan.bytes_written()),
         }
@@ -398,9 +406,29 @@ impl<'a> UnitMemory<'a> {
                 } else {
                     4 * n
                 };
-                in_flight + masks + selection
+                let held = match self.holds_task_vectors(t) {
+                    true => k * 2 * n,
+                    false => 0,
+                };
+                in_flight + masks + selection + held
             }
         }
+    }
+
+    /// What the prepare of streamed tensor `t` may hold.
+    fn holding(&self, t: &TensorPlan) -> stream::Holding {
+        stream::Holding {
+            parallel_models: self.parallel_models(t),
+            task_vectors: self.holds_task_vectors(t),
+        }
+    }
+
+    /// Whether the prepare keeps `t`'s sparsified task vectors (bf16: 2 bytes per element
+    /// and model) for its apply, within a quarter of the budget.
+    fn holds_task_vectors(&self, t: &TensorPlan) -> bool {
+        self.sparsifies
+            && t.compute_dtype == crate::model::DType::BF16
+            && t.models.len() as u64 * 2 * t.numel() as u64 <= self.max_memory / 4
     }
 
     /// Whether the task vectors of `t`'s models are prepared at once (each TIES/breadcrumbs

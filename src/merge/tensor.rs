@@ -87,7 +87,12 @@ pub(super) fn merge_streamed_whole(
     let job = block_job(plan, t, &readers);
     let n = t.numel();
     let blocks = tensor_blocks(plan, t, n.max(1));
-    let prepared = stream::prepare(plan.method, &job, &blocks, false)?;
+    // a tensor below one block: its task vectors are small enough to hold
+    let holding = stream::Holding {
+        parallel_models: false,
+        task_vectors: true,
+    };
+    let prepared = stream::prepare(plan.method, &job, &blocks, holding)?;
     stream::apply(&prepared, &job, 0..n)
 }
 
@@ -105,12 +110,12 @@ pub(super) fn prepare_streamed(
     t: &TensorPlan,
     sources: &[&dyn TensorSource],
     block: usize,
-    parallel_models: bool,
+    holding: stream::Holding,
 ) -> Result<stream::Prepared> {
     let readers = readers(plan, t, sources);
     let job = block_job(plan, t, &readers);
     let blocks = tensor_blocks(plan, t, block);
-    stream::prepare(plan.method, &job, &blocks, parallel_models)
+    stream::prepare(plan.method, &job, &blocks, holding)
 }
 
 /// A large tensor, block by block, from its [`prepare_streamed`] decisions: merge `threads`

@@ -93,11 +93,15 @@ fn streamed_kernels_equal_the_whole_tensor_kernels() {
         streamed: false,
         ..RunOptions::default()
     };
+    // (block, threads, --max-memory): the default budget lets a bf16 TIES/DELLA prepare
+    // hold its task vectors for the apply; 1 MiB does not, so the apply reads them again
+    let default = RunOptions::default().max_memory;
     let blocks = [
-        (CHUNK, 2),
-        (CHUNK, 1),
-        (3 * CHUNK, 2),
-        (usize::MAX / 2, 2), // every tensor one block
+        (CHUNK, 2, default),
+        (CHUNK, 2, 1 << 20),
+        (CHUNK, 1, default),
+        (3 * CHUNK, 2, default),
+        (usize::MAX / 2, 2, default), // every tensor one block
     ];
     let cases = ["bfloat16", "float32"]
         .into_iter()
@@ -112,10 +116,11 @@ fn streamed_kernels_equal_the_whole_tensor_kernels() {
             let text = format!("dtype: {dtype}\nseed: 9\n{recipe}");
             let want = merge(tmp.path(), &text, compat, &whole);
             assert!(want["model.embed_tokens.weight"].1.len() > 2 * CHUNK);
-            for (block, threads) in blocks {
+            for (block, threads, max_memory) in blocks {
                 let opts = RunOptions {
                     threads,
                     block,
+                    max_memory,
                     ..RunOptions::default()
                 };
                 let got = merge(tmp.path(), &text, compat, &opts);
@@ -126,7 +131,7 @@ fn streamed_kernels_equal_the_whole_tensor_kernels() {
                     let diff = b.iter().zip(bits).position(|(x, y)| x != y);
                     assert!(
                         diff.is_none(),
-                        "{name}: element {diff:?} differs (block {block}, {threads} threads)\n{text}"
+                        "{name}: element {diff:?} differs (block {block}, {threads} threads, budget {max_memory})\n{text}"
                     );
                 }
             }

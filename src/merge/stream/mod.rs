@@ -29,6 +29,7 @@ use super::methods::{slerp, Kernel, MethodSpec, Params};
 use super::ops::CHUNK;
 use super::rng::RngKey;
 use super::run::{Error, Result};
+use crate::model::dtype::{wide_kernel, Rounding};
 use crate::model::DType;
 use crate::registry::{Compat, Sparsifier};
 use task_arithmetic::{apply_gta, prepare_gta, Gta};
@@ -167,14 +168,26 @@ pub enum Prepared {
     },
 }
 
+/// What [`prepare`] may hold in memory beyond one bit per element and model (the runner
+/// decides from its budget; the output is the same either way).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Holding {
+    /// Prepare the task vectors of several models at once (each TIES/breadcrumbs
+    /// selection holds 4 bytes per element).
+    pub parallel_models: bool,
+    /// Keep the sparsified task vectors of a magnitude or DELLA selection (2 bytes per
+    /// element and model, when the compute dtype is bf16), so that [`apply`] reads only the
+    /// base again, not every model.
+    pub task_vectors: bool,
+}
+
 /// Read the whole-tensor decisions of `method` for `job`, block by block
-/// (`blocks` from [`blocks`]). `parallel_models`: prepare the task vectors of several
-/// models at once (each TIES/breadcrumbs selection holds 4 bytes per element).
+/// (`blocks` from [`blocks`]).
 pub fn prepare(
     method: &MethodSpec,
     job: &BlockJob,
     blocks: &[Range<usize>],
-    parallel_models: bool,
+    holding: Holding,
 ) -> Result<Prepared> {
     if job.models.is_empty() && job.base.is_some() {
         return Ok(Prepared::BaseOnly);
@@ -236,10 +249,7 @@ pub fn prepare(
             })
         }
         Kernel::TaskArithmetic(v) => Ok(Prepared::TaskArithmetic(Box::new(prepare_gta(
-            &v,
-            job,
-            blocks,
-            parallel_models,
+            &v, job, blocks, holding,
         )?))),
         Kernel::ModelStock => prepare_model_stock(job, blocks),
         Kernel::Nuslerp => Err(Error::Invalid {
@@ -336,8 +346,9 @@ pub fn apply(prepared: &Prepared, job: &BlockJob, range: Range<usize>) -> Result
         }
         Prepared::Slerp { c0, c1 } => {
             let base = base_reader(job, "slerp")?;
-            let (a, b) = (base(range.clone())?, job.models[0].0(range)?);
-            a.iter().zip(&b).map(|(&a, &b)| c0 * a + c1 * b).collect()
+            let (mut a, b) = (base(range.clone())?, job.models[0].0(range)?);
+            slerp_mix(&mut a, &b, *c0, *c1);
+            a
         }
         Prepared::Passthrough { scale } => {
             let x = job.models[0].0(range)?;
@@ -369,7 +380,21 @@ pub fn apply(prepared: &Prepared, job: &BlockJob, range: Range<usize>) -> Result
         }
     };
     if dtype != DType::F32 {
-        out.iter_mut().for_each(|v| *v = dtype.round(*v));
+        round_all(&mut out, dtype);
     }
     Ok(out)
+}
+
+wide_kernel! {
+    /// slerp's blend of one block, `a ← c0·a + c1·b` (f32 products and sum, as written).
+    fn slerp_mix(a: &mut [f32], b: &[f32], c0: f32, c1: f32) {
+        a.iter_mut().zip(b).for_each(|(a, &b)| *a = c0 * *a + c1 * b);
+    }
+}
+
+wide_kernel! {
+    /// `x ← r(x)`: an output block's final rounding to the compute dtype.
+    fn round_all(x: &mut [f32], dtype: DType) {
+        crate::model::dtype::with_rounding!(dtype, R => x.iter_mut().for_each(|v| *v = R::round(*v)))
+    }
 }

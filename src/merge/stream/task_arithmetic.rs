@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::{base_reader, BlockJob};
+use super::{base_reader, BlockJob, Holding};
 use crate::merge::methods::task_arithmetic::{self, Variant};
 use crate::merge::methods::{ModelTensor, TensorJob};
 use crate::merge::ops::{self, floor_count, round64, Bits, Rescale, CHUNK};
@@ -31,6 +31,10 @@ pub struct Gta {
 struct ModelMask {
     keep: Keep,
     post: Post,
+    /// The sparsified task vector itself, as bf16 bits (`r(x − b)` where kept, +0 where
+    /// dropped), when the prepare holds it ([`Holding::task_vectors`], a bf16 compute
+    /// dtype): the apply reads it instead of the model's input.
+    held: Option<Vec<u16>>,
 }
 
 enum Keep {
@@ -81,7 +85,7 @@ pub(super) fn prepare_gta(
     v: &Variant,
     job: &BlockJob,
     blocks: &[Range<usize>],
-    parallel: bool,
+    holding: Holding,
 ) -> Result<Gta> {
     use Sparsifier::{DellaMagprune, Magnitude, MagnitudeOutliers, Random};
     let name = v.name;
@@ -126,6 +130,7 @@ pub(super) fn prepare_gta(
         let all = ModelMask {
             keep: Keep::All,
             post: Post::None,
+            held: None,
         };
         let Some(mut sparsifier) = v.sparsifier else {
             return Ok(all);
@@ -137,6 +142,7 @@ pub(super) fn prepare_gta(
             return Ok(ModelMask {
                 keep: Keep::Nothing,
                 post: Post::None,
+                held: None,
             });
         }
         // DELLA with ε = 0 is DARE (the same draws).
@@ -150,14 +156,26 @@ pub(super) fn prepare_gta(
         };
         // (keep, Σ|δ| per chunk, Σ|kept δ| per chunk); the sums only when rescaling by L1.
         let l1 = rescale == Rescale::L1;
+        // hold the sparsified task vector for the apply: bf16 values fit in 2 bytes
+        let hold = holding.task_vectors && dtype == DType::BF16;
+        let mut held = None;
         let (keep, before, after) = match sparsifier {
             Magnitude | MagnitudeOutliers => {
                 let mut mags = vec![0u32; n];
+                // the task vector, a slice per block (empty ones when not held)
+                let mut kept = vec![0u16; if hold { n } else { 0 }];
+                let mut slots: Vec<&mut [u16]> = kept.chunks_mut(block_len(blocks)).collect();
+                slots.resize_with(blocks.len(), Default::default);
                 mags.par_chunks_mut(block_len(blocks))
                     .zip(blocks.par_iter())
-                    .try_for_each(|(m, r)| -> Result<()> {
-                        for (m, d) in m.iter_mut().zip(delta(r)?) {
+                    .zip(slots)
+                    .try_for_each(|((m, r), slot)| -> Result<()> {
+                        let d = delta(r)?;
+                        for (m, d) in m.iter_mut().zip(&d) {
                             *m = d.abs().to_bits();
+                        }
+                        if !slot.is_empty() {
+                            bf16_bits(&d, slot);
                         }
                         Ok(())
                     })?;
@@ -187,6 +205,13 @@ pub(super) fn prepare_gta(
                         )
                     }
                 };
+                if hold {
+                    const WORDS: usize = 1024;
+                    kept.par_chunks_mut(64 * WORDS)
+                        .enumerate()
+                        .for_each(|(c, h)| clear_dropped(h, &keep, c * WORDS));
+                    held = Some(kept);
+                }
                 (Keep::Bits(keep), before, after)
             }
             Random => {
@@ -213,9 +238,14 @@ pub(super) fn prepare_gta(
                 // Per row: ranks → keep probabilities → one draw per element (blocks
                 // hold whole rows and whole mask words).
                 let row_len = job.row_len();
+                // the kept task vector, a slice per block (empty ones when not held)
+                let mut kept = vec![0u16; if hold { n } else { 0 }];
+                let mut slots: Vec<&mut [u16]> = kept.chunks_mut(block_len(blocks)).collect();
+                slots.resize_with(blocks.len(), Default::default);
                 let parts = blocks
                     .par_iter()
-                    .map(|r| -> Result<(Bits, Vec<f64>, Vec<f64>)> {
+                    .zip(slots)
+                    .map(|(r, slot)| -> Result<(Bits, Vec<f64>, Vec<f64>)> {
                         let d = delta(r)?;
                         let keep =
                             ops::della_keep_bits(&d, density, epsilon, row_len, stream, r.start);
@@ -224,9 +254,14 @@ pub(super) fn prepare_gta(
                         } else {
                             (Vec::new(), Vec::new())
                         };
+                        if !slot.is_empty() {
+                            bf16_bits(&d, slot);
+                            clear_dropped(slot, &keep, 0);
+                        }
                         Ok((keep, before, after))
                     })
                     .collect::<Result<Vec<_>>>()?;
+                held = hold.then_some(kept);
                 let mut words = Vec::with_capacity(n.div_ceil(64));
                 let (mut before, mut after) = (Vec::new(), Vec::new());
                 for (keep, b, a) in parts {
@@ -250,9 +285,9 @@ pub(super) fn prepare_gta(
                 }
             }
         };
-        Ok(ModelMask { keep, post })
+        Ok(ModelMask { keep, post, held })
     };
-    let masks = if parallel {
+    let masks = if holding.parallel_models {
         (0..job.models.len())
             .into_par_iter()
             .map(mask_of)
@@ -276,6 +311,28 @@ pub(super) fn prepare_gta(
             weight_sum
         },
     })
+}
+
+wide_kernel! {
+    /// `out[i] ←` the bf16 bits of task-vector value `d[i]` (a bf16 value: its low half is
+    /// zero).
+    fn bf16_bits(d: &[f32], out: &mut [u16]) {
+        for (o, &x) in out.iter_mut().zip(d) {
+            *o = (x.to_bits() >> 16) as u16;
+        }
+    }
+}
+
+wide_kernel! {
+    /// `held[i] ← +0` where bit `64 · first_word + i` of `keep` is clear.
+    fn clear_dropped(held: &mut [u16], keep: &Bits, first_word: usize) {
+        for (w, hs) in held.chunks_mut(64).enumerate() {
+            let word = keep.word(first_word + w);
+            for (k, h) in hs.iter_mut().enumerate() {
+                *h = if word >> k & 1 == 1 { *h } else { 0 };
+            }
+        }
+    }
 }
 
 /// Length of the first block (all blocks but the last have it).
@@ -322,10 +379,15 @@ const SUB: usize = 1024;
 fn apply_gta_r<R: Rounding>(g: &Gta, job: &BlockJob, range: Range<usize>) -> Result<Vec<f32>> {
     let r = R::round;
     let mut out = base_reader(job, "task arithmetic")?(range.clone())?;
+    // a model whose sparsified task vector the prepare held is not read again
     let inputs = job
         .models
         .iter()
-        .map(|(reader, _)| reader(range.clone()))
+        .zip(&g.masks)
+        .map(|((reader, _), mask)| match &mask.held {
+            Some(_) => Ok(Vec::new()),
+            None => reader(range.clone()),
+        })
         .collect::<Result<Vec<_>>>()?;
     // `Sum` for f32 folds from a fixed start value (−0.0 in current Rust); start from it.
     let start: f32 = std::iter::empty::<f32>().sum();
@@ -338,19 +400,19 @@ fn apply_gta_r<R: Rounding>(g: &Gta, job: &BlockJob, range: Range<usize>) -> Res
         // W_i = r(w_i · sparsified δ_i), one row per model. A dropped element is +0, and
         // +0 stays +0 through the rescale (factor > 0), as in the whole-tensor kernel.
         for (i, ((x, mask), &w)) in inputs.iter().zip(&g.masks).zip(&g.weights).enumerate() {
-            let (x, row) = (&x[s..s + len], &mut weighted[i * SUB..i * SUB + len]);
+            let row = &mut weighted[i * SUB..i * SUB + len];
             let at = range.start + s;
+            let delta = match &mask.held {
+                Some(held) => Delta::Held(&held[at..at + len]),
+                None => Delta::Input(&x[s..s + len], base, &mask.keep),
+            };
             match mask.post {
-                Post::None => fuse::<R, _>(row, x, base, at, &mask.keep, |v| v, w),
-                Post::Factor(f) => {
-                    fuse::<R, _>(row, x, base, at, &mask.keep, move |v| R::round(v * f), w)
-                }
+                Post::None => fuse::<R, _>(row, delta, at, |v| v, w),
+                Post::Factor(f) => fuse::<R, _>(row, delta, at, move |v| R::round(v * f), w),
                 Post::Inverse(p) => fuse::<R, _>(
                     row,
-                    x,
-                    base,
+                    delta,
                     at,
-                    &mask.keep,
                     move |v: f32| R::round((v as f64 / p) as f32),
                     w,
                 ),
@@ -398,18 +460,35 @@ fn apply_gta_r<R: Rounding>(g: &Gta, job: &BlockJob, range: Range<usize>) -> Res
     Ok(out)
 }
 
-/// `row ← r(w · post(keep ? r(x − base) : 0))` over elements starting at element `at`.
+/// Where one model's sparsified task vector comes from in [`fuse`].
+#[derive(Clone, Copy)]
+enum Delta<'a> {
+    /// The model's input, the base and the keep mask: `keep ? r(x − base) : 0`.
+    Input(&'a [f32], &'a [f32], &'a Keep),
+    /// As the prepare held it ([`ModelMask::held`]): the same values as bf16 bits.
+    Held(&'a [u16]),
+}
+
+/// `row ← r(w · post(δ))` over elements starting at element `at`, δ the sparsified task
+/// vector (`keep ? r(x − base) : 0`).
 #[inline(always)]
 fn fuse<R: Rounding, P: Fn(f32) -> f32 + Copy>(
     row: &mut [f32],
-    x: &[f32],
-    base: &[f32],
+    delta: Delta,
     at: usize,
-    keep: &Keep,
     post: P,
     w: f32,
 ) {
     let r = R::round;
+    let (x, base, keep) = match delta {
+        Delta::Input(x, base, keep) => (x, base, keep),
+        Delta::Held(held) => {
+            for (o, &h) in row.iter_mut().zip(held) {
+                *o = r(w * post(f32::from_bits(u32::from(h) << 16)));
+            }
+            return;
+        }
+    };
     // what a dropped element becomes (+0 through post and the weight)
     let dropped = r(w * post(0.0));
     let elems = row.iter_mut().zip(x).zip(base);
