@@ -360,7 +360,12 @@ struct UnitMemory<'a> {
 
 impl<'a> UnitMemory<'a> {
     fn new(plan: &'a Plan, opts: &RunOptions, threads: usize) -> UnitMemory<'a> {
+        use crate::registry::Sparsifier::{DellaMagprune, Magnitude, MagnitudeOutliers};
         let threads = threads.max(1);
+        let sparsifier = match plan.method.kernel {
+            super::methods::Kernel::TaskArithmetic(v) => v.sparsifier,
+            _ => None,
+        };
         let inputs = plan
             .tensors
             .iter()
@@ -373,15 +378,10 @@ impl<'a> UnitMemory<'a> {
             threads,
             block: opts.block_elems(threads, inputs),
             inputs,
-            selects: matches!(
-                plan.method.kernel,
-                super::methods::Kernel::TaskArithmetic(v)
-                    if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers))
-            ),
+            selects: matches!(sparsifier, Some(Magnitude | MagnitudeOutliers)),
             sparsifies: matches!(
-                plan.method.kernel,
-                super::methods::Kernel::TaskArithmetic(v)
-                    if matches!(v.sparsifier, Some(crate::registry::Sparsifier::Magnitude | crate::registry::Sparsifier::MagnitudeOutliers | crate::registry::Sparsifier::DellaMagprune))
+                sparsifier,
+                Some(Magnitude | MagnitudeOutliers | DellaMagprune)
             ),
             writer: writer_queue_bytes(opts.max_memory).min(plan.bytes_written()),
         }

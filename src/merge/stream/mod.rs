@@ -16,8 +16,9 @@
 //! breadcrumbs selection also needs 4 bytes per element for one model at a time (the
 //! magnitudes whose k-th largest is the threshold), and a bf16 TIES/breadcrumbs/DELLA
 //! prepare may hold the sparsified task vectors, 2 bytes per element and model
-//! ([`Holding`]), so that the apply reads only the base again. model_stock prepares its ratio from
-//! per-chunk sums (or per-row ratios with `filter_wise`), as slerp prepares its angle.
+//! ([`Holding`]), so that the apply reads only the base again. model_stock prepares its
+//! ratio from per-chunk sums (or per-row ratios with `filter_wise`), as slerp prepares its
+//! angle.
 //! nuslerp, DELLA under the `mergekit-2024` profile, and embeddings that are cut or
 //! re-laid out run whole instead ([`supported`]).
 #![allow(clippy::result_large_err)]

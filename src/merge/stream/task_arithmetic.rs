@@ -164,8 +164,7 @@ pub(super) fn prepare_gta(
                 let mut mags = vec![0u32; n];
                 // the task vector, a slice per block (empty ones when not held)
                 let mut kept = vec![0u16; if hold { n } else { 0 }];
-                let mut slots: Vec<&mut [u16]> = kept.chunks_mut(block_len(blocks)).collect();
-                slots.resize_with(blocks.len(), Default::default);
+                let slots = block_slots(&mut kept, blocks);
                 mags.par_chunks_mut(block_len(blocks))
                     .zip(blocks.par_iter())
                     .zip(slots)
@@ -240,8 +239,7 @@ pub(super) fn prepare_gta(
                 let row_len = job.row_len();
                 // the kept task vector, a slice per block (empty ones when not held)
                 let mut kept = vec![0u16; if hold { n } else { 0 }];
-                let mut slots: Vec<&mut [u16]> = kept.chunks_mut(block_len(blocks)).collect();
-                slots.resize_with(blocks.len(), Default::default);
+                let slots = block_slots(&mut kept, blocks);
                 let parts = blocks
                     .par_iter()
                     .zip(slots)
@@ -333,6 +331,13 @@ wide_kernel! {
             }
         }
     }
+}
+
+/// `kept` cut into one slice per block (empty slices when `kept` is empty: not held).
+fn block_slots<'a>(kept: &'a mut [u16], blocks: &[Range<usize>]) -> Vec<&'a mut [u16]> {
+    let mut slots: Vec<&mut [u16]> = kept.chunks_mut(block_len(blocks)).collect();
+    slots.resize_with(blocks.len(), Default::default);
+    slots
 }
 
 /// Length of the first block (all blocks but the last have it).
