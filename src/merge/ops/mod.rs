@@ -27,7 +27,7 @@ mod sums;
 pub mod torch_sort;
 
 pub use bits::{ascending_window_bits, top_k_bits, Bits};
-pub use sums::{chunk_sums, masked_l1_sums, L1_LANES};
+pub use sums::{chunk_sums, chunk_sums_each, masked_l1_sums, L1_LANES};
 
 use super::rng::Stream;
 use crate::model::dtype::wide_kernel;

@@ -73,6 +73,80 @@ fn fused_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> Vec<f64> {
 /// Elements per stretch of [`fused_sums`] (its term rows stay in the L1 cache).
 const SUMS_SUB: usize = 256;
 
+wide_kernel! {
+    /// [`chunk_sums`] of each [`CHUNK`](super::CHUNK)-long stretch of `ds` in order (the
+    /// last may be shorter): the same bits. For up to four vectors, two whole chunks at a
+    /// time: each sum of the two chunks is a pair of vector lanes, so one vector addition
+    /// advances two chains (one chunk's chains alone wait on the addition's latency).
+    pub fn chunk_sums_each(ds: &[&[f32]], dtype: DType) -> Vec<Vec<f64>> {
+        let n = ds.first().map_or(0, |d| d.len());
+        let mut out = Vec::with_capacity(n.div_ceil(CHUNK));
+        let pairs = match ds.len() {
+            2..=4 => n / (2 * CHUNK),
+            _ => 0,
+        };
+        for p in 0..pairs {
+            let two: Vec<&[f32]> = ds.iter().map(|d| &d[2 * p * CHUNK..2 * (p + 1) * CHUNK]).collect();
+            out.extend(match ds.len() {
+                2 => paired_sums::<2>(&two, dtype),
+                3 => paired_sums::<3>(&two, dtype),
+                _ => paired_sums::<4>(&two, dtype),
+            });
+        }
+        for c in (2 * pairs * CHUNK..n).step_by(CHUNK) {
+            let one: Vec<&[f32]> = ds.iter().map(|d| &d[c..(c + CHUNK).min(n)]).collect();
+            out.push(match ds.len() {
+                2 => fused_sums::<2>(&one, dtype),
+                3 => fused_sums::<3>(&one, dtype),
+                4 => fused_sums::<4>(&one, dtype),
+                _ => separate_sums(&one, dtype),
+            });
+        }
+        out
+    }
+}
+
+/// [`fused_sums`] of two whole chunks of `K` vectors (`ds`: the two chunks of each, one
+/// after the other): element `e` of both chunks at once, lane `l` of every sum chunk `l`'s
+/// chain, so each lane adds its chunk's terms in element order (the same bits).
+#[inline(always)]
+fn paired_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> [Vec<f64>; 2] {
+    #[inline(always)]
+    fn run<const K: usize>(ds: &[&[f32]], product: impl Fn(f32, f32) -> f64) -> [Vec<f64>; 2] {
+        let ds: [[&[f32]; 2]; K] = std::array::from_fn(|i| {
+            let (a, b) = ds[i].split_at(CHUNK);
+            [a, &b[..CHUNK]]
+        });
+        let m = K + K * (K - 1) / 2;
+        let start = std::iter::empty::<f64>().sum::<f64>();
+        let mut sums = [[start; 2]; 10];
+        for e in 0..CHUNK {
+            let x: [[f32; 2]; K] = std::array::from_fn(|i| [ds[i][0][e], ds[i][1][e]]);
+            for i in 0..K {
+                for l in 0..2 {
+                    sums[i][l] += x[i][l] as f64 * x[i][l] as f64;
+                }
+            }
+            let mut t = K;
+            for i in 0..K {
+                for j in i + 1..K {
+                    for l in 0..2 {
+                        sums[t][l] += product(x[i][l], x[j][l]);
+                    }
+                    t += 1;
+                }
+            }
+        }
+        std::array::from_fn(|l| sums[..m].iter().map(|s| s[l]).collect())
+    }
+    match dtype {
+        DType::F32 => run::<K>(ds, |a, c| a as f64 * c as f64),
+        _ => crate::model::dtype::with_rounding!(dtype, R => {
+            run::<K>(ds, |a, c| R::round(a * c) as f64)
+        }),
+    }
+}
+
 /// [`chunk_sums`], one sum after the other (any number of models).
 #[inline(always)]
 fn separate_sums(ds: &[&[f32]], dtype: DType) -> Vec<f64> {

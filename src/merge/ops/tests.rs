@@ -374,3 +374,56 @@ fn masked_l1_sums_are_each_chunks_own_ordered_sums() {
     assert_eq!(bits(&before), bits(&want_b));
     assert_eq!(bits(&after), bits(&want_a));
 }
+
+#[test]
+fn chunk_sums_each_are_each_chunks_own_ordered_sums() {
+    // 5 whole chunks (two pairs and one alone) and a part; 1 to 5 vectors, both dtypes
+    let mut next = lcg(11);
+    let n = 5 * CHUNK + 777;
+    let vectors: Vec<Vec<f32>> = (0..5)
+        .map(|_| {
+            (0..n)
+                .map(|_| DType::BF16.round((next() % 200_001) as f32 / 7919.0 - 12.5))
+                .collect()
+        })
+        .collect();
+    for dtype in [DType::F32, DType::BF16] {
+        for k in 1..=5 {
+            let ds: Vec<&[f32]> = vectors[..k].iter().map(|v| &v[..]).collect();
+            let got = chunk_sums_each(&ds, dtype);
+            let want: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK))
+                .map(|c| {
+                    let x: Vec<&[f32]> = ds
+                        .iter()
+                        .map(|d| &d[c * CHUNK..((c + 1) * CHUNK).min(n)])
+                        .collect();
+                    let mut sums: Vec<f64> = x
+                        .iter()
+                        .map(|v| v.iter().map(|&a| a as f64 * a as f64).sum())
+                        .collect();
+                    for i in 0..k {
+                        for j in i + 1..k {
+                            // f32 keeps the product unrounded (in f64); others round it
+                            let r = |p: f32| dtype.round(p) as f64;
+                            sums.push(match dtype {
+                                DType::F32 => x[i]
+                                    .iter()
+                                    .zip(x[j])
+                                    .map(|(&a, &b)| a as f64 * b as f64)
+                                    .sum(),
+                                _ => x[i].iter().zip(x[j]).map(|(&a, &b)| r(a * b)).sum(),
+                            });
+                        }
+                    }
+                    sums
+                })
+                .collect();
+            let bits = |v: &[Vec<f64>]| {
+                v.iter()
+                    .map(|s| s.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(bits(&got), bits(&want), "{k} vectors, {dtype:?}");
+        }
+    }
+}

@@ -234,12 +234,9 @@ pub fn prepare(
                 .par_iter()
                 .map(|r| -> Result<Vec<[f64; 3]>> {
                     let (a, b) = (base(r.clone())?, other(r.clone())?);
-                    Ok(a.chunks(CHUNK)
-                        .zip(b.chunks(CHUNK))
-                        .map(|(x, y)| {
-                            let s = super::ops::chunk_sums(&[x, y], DType::F32);
-                            [s[0], s[1], s[2]]
-                        })
+                    Ok(super::ops::chunk_sums_each(&[&a, &b], DType::F32)
+                        .into_iter()
+                        .map(|s| [s[0], s[1], s[2]])
                         .collect())
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -267,7 +264,7 @@ pub fn prepare(
 /// sums in order, as `methods::model_stock` computes them.
 fn prepare_model_stock(job: &BlockJob, blocks: &[Range<usize>]) -> Result<Prepared> {
     use super::methods::model_stock::{ratio, ratio_from, SPEC};
-    use super::ops::chunk_sums;
+    use super::ops::chunk_sums_each;
     let filter_wise = job.global(SPEC.name, "filter_wise", Some(0.0))? != 0.0;
     let base = base_reader(job, SPEC.name)?;
     let (n, dtype, k) = (job.numel(), job.compute_dtype, job.models.len());
@@ -289,15 +286,15 @@ fn prepare_model_stock(job: &BlockJob, blocks: &[Range<usize>]) -> Result<Prepar
                     Ok(x)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let stretches = if filter_wise { row } else { CHUNK };
-            Ok((0..r.len().div_ceil(stretches))
+            let ds: Vec<&[f32]> = ds.iter().map(|d| &d[..]).collect();
+            if !filter_wise {
+                return Ok(chunk_sums_each(&ds, dtype));
+            }
+            Ok((0..r.len().div_ceil(row))
                 .map(|c| {
-                    let s = c * stretches..((c + 1) * stretches).min(r.len());
+                    let s = c * row..((c + 1) * row).min(r.len());
                     let ds: Vec<&[f32]> = ds.iter().map(|d| &d[s.clone()]).collect();
-                    match filter_wise {
-                        true => vec![ratio(&ds, dtype)],
-                        false => chunk_sums(&ds, dtype),
-                    }
+                    vec![ratio(&ds, dtype)]
                 })
                 .collect())
         })
