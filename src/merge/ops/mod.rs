@@ -440,7 +440,7 @@ impl RowScratch {
         let start = &mut self.start[..];
         // (the places first, in a loop without branches that vectorises; then the counts)
         let places = &mut self.places;
-        places.clear();
+        // (every place is written below: only a new length needs the buffer resized)
         places.resize(n, 0);
         for (i, (p, &x)) in places.iter_mut().zip(row).enumerate() {
             let s = slot(x);
@@ -457,8 +457,7 @@ impl RowScratch {
         }
         let (start, t) = (&start[..slots + 1], &t[..n]);
         let draws = &mut self.draws;
-        draws.clear();
-        draws.resize(n, 0);
+        draws.resize(n, 0); // (every draw is written next)
         stream.draws53(at, draws);
         // 64 elements at a time. Every threshold lies between t's two ends (t is monotone),
         // so a draw below both keeps its element and one at or above both drops it, whatever
