@@ -120,6 +120,8 @@ fn paired_sums<const K: usize>(ds: &[&[f32]], dtype: DType) -> [Vec<f64>; 2] {
         let m = K + K * (K - 1) / 2;
         let start = std::iter::empty::<f64>().sum::<f64>();
         let mut sums = [[start; 2]; 10];
+        // (element e of 2K slices at once: an index, not an iterator per slice)
+        #[allow(clippy::needless_range_loop)]
         for e in 0..CHUNK {
             let x: [[f32; 2]; K] = std::array::from_fn(|i| [ds[i][0][e], ds[i][1][e]]);
             for i in 0..K {
