@@ -439,18 +439,49 @@ fn histogram(
 }
 
 /// [`histogram`] of the high 16 bits of every magnitude, with the OR of their low halves
-/// ([`count_high`] per job).
+/// ([`count_high`] per job). Each rayon fold keeps its four u32 tables across its jobs
+/// (they were zeroed per 2²⁰-element job), so tables are summed once per fold; a fold's
+/// counts fit u32 while the tensor has fewer than 2³² elements.
 fn high_histogram(mags: &[u32]) -> (Vec<u64>, u32) {
-    histogram(mags, 1 << 16, |chunk, hist| {
-        let mut tables = vec![0u32; 4 << 16];
-        let or = count_high(chunk, &mut tables);
-        for table in tables.chunks(1 << 16) {
-            hist.iter_mut()
-                .zip(table)
-                .for_each(|(h, &c)| *h += c as u64);
-        }
-        or
-    })
+    if mags.len() as u64 >= 1 << 32 {
+        return histogram(mags, 1 << 16, |chunk, hist| {
+            let mut tables = vec![0u32; 4 << 16];
+            let or = count_high(chunk, &mut tables);
+            add_tables(hist, &tables);
+            or
+        });
+    }
+    mags.par_chunks(HIST_JOB)
+        .fold(
+            || (Vec::new(), 0u32),
+            |(mut tables, or): (Vec<u32>, u32), chunk| {
+                tables.resize(4 << 16, 0);
+                let more = count_high(chunk, &mut tables);
+                (tables, or | more)
+            },
+        )
+        .fold(
+            || (vec![0u64; 1 << 16], 0u32),
+            |(mut hist, or), (tables, more)| {
+                add_tables(&mut hist, &tables);
+                (hist, or | more)
+            },
+        )
+        .reduce_with(|(mut a, or_a), (b, or_b)| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            (a, or_a | or_b)
+        })
+        .unwrap_or_else(|| (vec![0u64; 1 << 16], 0))
+}
+
+/// `hist[b] += Σ tables[t][b]` over the four 2¹⁶-bin tables of [`count_high`] (none when
+/// `tables` is empty).
+fn add_tables(hist: &mut [u64], tables: &[u32]) {
+    for table in tables.chunks(1 << 16) {
+        hist.iter_mut()
+            .zip(table)
+            .for_each(|(h, &c)| *h += c as u64);
+    }
 }
 
 wide_kernel! {
